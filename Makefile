@@ -1,0 +1,51 @@
+# closeloop — `make demo` and `make test` work from a clean clone (they create .venv when missing).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+PYTEST := $(BIN)/python -m pytest
+
+.PHONY: venv demo test test-sqlite test-postgres scenarios bench bench-quick soak lint clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+## The main job: build the demo company in ./demo.db and print its reports.
+demo: $(STAMP)
+	$(BIN)/closeloop demo
+
+## The whole suite on SQLite, then on a throwaway PostgreSQL cluster (started and stopped here).
+test: $(STAMP)
+	$(MAKE) --no-print-directory test-sqlite
+	$(MAKE) --no-print-directory test-postgres
+
+test-sqlite: $(STAMP)
+	$(PYTEST)
+
+test-postgres: $(STAMP)
+	$(BIN)/python -m closeloop.devtools.pgcluster -- $(PYTEST)
+
+scenarios: $(STAMP)
+	$(BIN)/closeloop scenario run scenarios
+
+bench: $(STAMP)
+	$(BIN)/closeloop bench
+
+bench-quick: $(STAMP)
+	$(BIN)/closeloop bench --quick --output bench/results-quick.json
+
+soak: $(STAMP)
+	$(BIN)/python -m closeloop.bench.soak
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info src/*.egg-info demo.db demo.db-* closeloop.db closeloop.db-*

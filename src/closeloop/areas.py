@@ -1,0 +1,31 @@
+"""The modules that register closeloop's commands, queries and event handlers.
+
+Each business area lists the modules that declare operations (``@command``,
+``@query``) or subscribe to events (``@handles``). Importing them fills the
+registry; interfaces (Python API, CLI, REST, scenarios) then share it.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+MODULES: tuple[str, ...] = (
+    "closeloop.core.fx",
+    "closeloop.ledger.service",
+    "closeloop.ledger.reports",
+    "closeloop.ledger.queries",
+)
+
+_loaded = False
+
+
+def load() -> None:
+    global _loaded
+    if _loaded:
+        return
+    for name in MODULES:
+        importlib.import_module(name)
+    from closeloop.core.db import load_all_stores
+
+    load_all_stores()
+    _loaded = True

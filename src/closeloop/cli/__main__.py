@@ -1,0 +1,3 @@
+from closeloop.cli.main import main
+
+main()

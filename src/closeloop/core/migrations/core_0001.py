@@ -1,0 +1,102 @@
+"""core: outbox, deliveries, audit log, id blocks, FX rates, legal entities
+
+Revision ID: core_0001
+Revises: None
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = 'core_0001'
+down_revision = None
+branch_labels = ('core',)
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table('audit_log',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('at', sa.String(length=32), nullable=False),
+    sa.Column('business_date', sa.String(length=10), nullable=False),
+    sa.Column('actor', sa.String(length=64), nullable=False),
+    sa.Column('source', sa.String(length=32), nullable=False),
+    sa.Column('command', sa.String(length=64), nullable=False),
+    sa.Column('payload', sa.Text(), nullable=False),
+    sa.Column('outcome', sa.String(length=32), nullable=False),
+    sa.Column('result', sa.Text(), nullable=True),
+    sa.Column('correlation_id', sa.String(length=64), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_audit_log'))
+    )
+    op.create_index('ix_audit_log_command', 'audit_log', ['command', 'id'], unique=False)
+    op.create_table('event',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('type', sa.String(length=64), nullable=False),
+    sa.Column('version', sa.Integer(), server_default='1', nullable=False),
+    sa.Column('aggregate_type', sa.String(length=32), nullable=False),
+    sa.Column('aggregate_id', sa.String(length=128), nullable=False),
+    sa.Column('entity', sa.String(length=16), nullable=True),
+    sa.Column('payload', sa.Text(), nullable=False),
+    sa.Column('idempotency_key', sa.String(length=200), nullable=True),
+    sa.Column('source', sa.String(length=32), nullable=False),
+    sa.Column('actor', sa.String(length=64), nullable=False),
+    sa.Column('occurred_at', sa.String(length=32), nullable=False),
+    sa.Column('recorded_at', sa.String(length=32), nullable=False),
+    sa.Column('command_id', sa.BigInteger(), nullable=True),
+    sa.Column('causation_id', sa.BigInteger(), nullable=True),
+    sa.Column('correlation_id', sa.String(length=64), nullable=True),
+    sa.Column('status', sa.String(length=16), server_default='pending', nullable=False),
+    sa.Column('attempts', sa.Integer(), server_default='0', nullable=False),
+    sa.Column('next_attempt_at', sa.String(length=32), nullable=True),
+    sa.Column('last_error', sa.Text(), nullable=True),
+    sa.Column('claimed_by', sa.String(length=64), nullable=True),
+    sa.Column('lease_until', sa.String(length=32), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_event')),
+    sa.UniqueConstraint('idempotency_key', name=op.f('uq_event_idempotency_key'))
+    )
+    op.create_index('ix_event_aggregate', 'event', ['aggregate_type', 'aggregate_id', 'id'], unique=False)
+    op.create_index('ix_event_pending', 'event', ['status', 'id'], unique=False)
+    op.create_table('event_delivery',
+    sa.Column('event_id', sa.BigInteger(), nullable=False),
+    sa.Column('handler', sa.String(length=64), nullable=False),
+    sa.Column('delivered_at', sa.String(length=32), nullable=False),
+    sa.PrimaryKeyConstraint('event_id', 'handler', name=op.f('pk_event_delivery'))
+    )
+    op.create_table('fx_rate',
+    sa.Column('base', sa.String(length=3), nullable=False),
+    sa.Column('quote', sa.String(length=3), nullable=False),
+    sa.Column('date', sa.String(length=10), nullable=False),
+    sa.Column('rate', sa.String(length=40), nullable=False),
+    sa.Column('source', sa.String(length=32), nullable=False),
+    sa.PrimaryKeyConstraint('base', 'quote', 'date', name=op.f('pk_fx_rate'))
+    )
+    op.create_table('id_block',
+    sa.Column('name', sa.String(length=64), nullable=False),
+    sa.Column('next_value', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('name', name=op.f('pk_id_block'))
+    )
+    op.create_table('legal_entity',
+    sa.Column('code', sa.String(length=16), nullable=False),
+    sa.Column('name', sa.String(length=200), nullable=False),
+    sa.Column('country', sa.String(length=2), nullable=False),
+    sa.Column('region', sa.String(length=16), nullable=True),
+    sa.Column('currency', sa.String(length=3), nullable=False),
+    sa.Column('tax_id', sa.String(length=64), nullable=True),
+    sa.Column('address', sa.Text(), nullable=True),
+    sa.Column('maker_checker', sa.Boolean(), server_default=sa.false(), nullable=False),
+    sa.Column('fiscal_calendar', sa.String(length=16), server_default='calendar', nullable=False),
+    sa.Column('created_at', sa.String(length=32), nullable=False),
+    sa.PrimaryKeyConstraint('code', name=op.f('pk_legal_entity'))
+    )
+
+
+def downgrade() -> None:
+    op.drop_table('legal_entity')
+    op.drop_table('id_block')
+    op.drop_table('fx_rate')
+    op.drop_table('event_delivery')
+    op.drop_index('ix_event_pending', table_name='event')
+    op.drop_index('ix_event_aggregate', table_name='event')
+    op.drop_table('event')
+    op.drop_index('ix_audit_log_command', table_name='audit_log')
+    op.drop_table('audit_log')
+

@@ -1,0 +1,98 @@
+"""Core tables: the outbox, deliveries, audit log, id blocks, FX rates and legal entities."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from closeloop.core.db import BigId, metadata
+
+# The transactional outbox: every business event, appended in the transaction of its cause.
+event = sa.Table(
+    "event",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("aggregate_type", sa.String(32), nullable=False),
+    sa.Column("aggregate_id", sa.String(128), nullable=False),
+    sa.Column("entity", sa.String(16)),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("idempotency_key", sa.String(200), unique=True),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("actor", sa.String(64), nullable=False),
+    sa.Column("occurred_at", sa.String(32), nullable=False),
+    sa.Column("recorded_at", sa.String(32), nullable=False),
+    sa.Column("command_id", sa.BigInteger),
+    sa.Column("causation_id", sa.BigInteger),
+    sa.Column("correlation_id", sa.String(64)),
+    # Delivery state: pending until every registered handler has run, then done; dead after N failures.
+    sa.Column("status", sa.String(16), nullable=False, server_default="pending"),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", sa.String(32)),
+    sa.Column("last_error", sa.Text),
+    sa.Column("claimed_by", sa.String(64)),
+    sa.Column("lease_until", sa.String(32)),
+    sa.Index("ix_event_pending", "status", "id"),
+    sa.Index("ix_event_aggregate", "aggregate_type", "aggregate_id", "id"),
+)
+
+# One row per (event, handler) that ran; written in the handler's own transaction, so a
+# handler's effect happens exactly once however often the event is delivered.
+event_delivery = sa.Table(
+    "event_delivery",
+    metadata,
+    sa.Column("event_id", sa.BigInteger, primary_key=True),
+    sa.Column("handler", sa.String(64), primary_key=True),
+    sa.Column("delivered_at", sa.String(32), nullable=False),
+)
+
+# Every command: who, when, from which source, what, and what came of it (refusals included).
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.String(32), nullable=False),
+    sa.Column("business_date", sa.String(10), nullable=False),
+    sa.Column("actor", sa.String(64), nullable=False),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("command", sa.String(64), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("outcome", sa.String(32), nullable=False),  # ok, or the error code
+    sa.Column("result", sa.Text),
+    sa.Column("correlation_id", sa.String(64)),
+    sa.Index("ix_audit_log_command", "command", "id"),
+)
+
+# Blocks of ids handed out inside a transaction (journal entries, invoices...), so batches
+# can insert rows with known keys in one executemany.
+id_block = sa.Table(
+    "id_block",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("next_value", sa.BigInteger, nullable=False),
+)
+
+fx_rate = sa.Table(
+    "fx_rate",
+    metadata,
+    sa.Column("base", sa.String(3), primary_key=True),
+    sa.Column("quote", sa.String(3), primary_key=True),
+    sa.Column("date", sa.String(10), primary_key=True),
+    sa.Column("rate", sa.String(40), nullable=False),
+    sa.Column("source", sa.String(32), nullable=False),
+)
+
+legal_entity = sa.Table(
+    "legal_entity",
+    metadata,
+    sa.Column("code", sa.String(16), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("country", sa.String(2), nullable=False),
+    sa.Column("region", sa.String(16)),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("tax_id", sa.String(64)),
+    sa.Column("address", sa.Text),  # JSON object
+    sa.Column("maker_checker", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("fiscal_calendar", sa.String(16), nullable=False, server_default="calendar"),
+    sa.Column("created_at", sa.String(32), nullable=False),
+)
