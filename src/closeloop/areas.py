@@ -11,6 +11,7 @@ import importlib
 
 MODULES: tuple[str, ...] = (
     "closeloop.core.fx",
+    "closeloop.core.exception_queue",
     "closeloop.ledger.service",
     "closeloop.ledger.reports",
     "closeloop.ledger.queries",

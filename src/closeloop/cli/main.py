@@ -418,6 +418,20 @@ def bench(
     raise typer.Exit(code)
 
 
+# Each area may add its own commands: a module under closeloop.cli with register(app: typer.Typer).
+CLI_MODULES: tuple[str, ...] = ()
+
+
+def _register_area_clis() -> None:
+    import importlib
+
+    for name in CLI_MODULES:
+        importlib.import_module(name).register(app)
+
+
+_register_area_clis()
+
+
 def main() -> None:
     try:
         app()

@@ -96,3 +96,46 @@ legal_entity = sa.Table(
     sa.Column("fiscal_calendar", sa.String(16), nullable=False, server_default="calendar"),
     sa.Column("created_at", sa.String(32), nullable=False),
 )
+
+# The one exception queue: every failed delivery, governance violation, reconciliation
+# break, tax hold, dispute... Each has an owner role, an SLA, links to its records.
+exception_item = sa.Table(
+    "exception_item",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # open, resolved
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("owner_role", sa.String(32), nullable=False),
+    sa.Column("assignee", sa.String(64)),
+    sa.Column("entity", sa.String(16)),
+    sa.Column("record_type", sa.String(32), nullable=False),
+    sa.Column("record_id", sa.String(200), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("amount", sa.BigInteger),
+    sa.Column("currency", sa.String(3)),
+    sa.Column("details", sa.Text),  # JSON
+    sa.Column("dedup_key", sa.String(300)),
+    sa.Column("opened_at", sa.String(32), nullable=False),
+    sa.Column("opened_on", sa.String(10), nullable=False),  # business date
+    sa.Column("due_at", sa.String(32)),
+    sa.Column("resolved_at", sa.String(32)),
+    sa.Column("resolved_on", sa.String(10)),
+    sa.Column("resolution", sa.String(32)),
+    sa.Column("correlation_id", sa.String(64)),
+    sa.Index("ix_exception_item_kind_status", "kind", "status"),
+    sa.Index("ix_exception_item_record", "record_type", "record_id"),
+    sa.Index("ix_exception_item_dedup", "dedup_key"),
+)
+
+exception_action = sa.Table(
+    "exception_action",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("exception_id", sa.BigInteger, nullable=False, index=True),
+    sa.Column("at", sa.String(32), nullable=False),
+    sa.Column("actor", sa.String(64), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("details", sa.Text),
+)

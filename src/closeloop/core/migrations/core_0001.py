@@ -1,4 +1,4 @@
-"""core: outbox, deliveries, audit log, id blocks, FX rates, legal entities
+"""core: outbox, deliveries, audit log, id blocks, FX rates, legal entities, exception queue
 
 Revision ID: core_0001
 Revises: None
@@ -61,6 +61,44 @@ def upgrade() -> None:
     sa.Column('delivered_at', sa.String(length=32), nullable=False),
     sa.PrimaryKeyConstraint('event_id', 'handler', name=op.f('pk_event_delivery'))
     )
+    op.create_table('exception_action',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('exception_id', sa.BigInteger(), nullable=False),
+    sa.Column('at', sa.String(length=32), nullable=False),
+    sa.Column('actor', sa.String(length=64), nullable=False),
+    sa.Column('action', sa.String(length=32), nullable=False),
+    sa.Column('reason', sa.Text(), nullable=True),
+    sa.Column('details', sa.Text(), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_exception_action'))
+    )
+    op.create_index(op.f('ix_exception_action_exception_id'), 'exception_action', ['exception_id'], unique=False)
+    op.create_table('exception_item',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('kind', sa.String(length=40), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('severity', sa.String(length=16), nullable=False),
+    sa.Column('owner_role', sa.String(length=32), nullable=False),
+    sa.Column('assignee', sa.String(length=64), nullable=True),
+    sa.Column('entity', sa.String(length=16), nullable=True),
+    sa.Column('record_type', sa.String(length=32), nullable=False),
+    sa.Column('record_id', sa.String(length=200), nullable=False),
+    sa.Column('message', sa.Text(), nullable=False),
+    sa.Column('amount', sa.BigInteger(), nullable=True),
+    sa.Column('currency', sa.String(length=3), nullable=True),
+    sa.Column('details', sa.Text(), nullable=True),
+    sa.Column('dedup_key', sa.String(length=300), nullable=True),
+    sa.Column('opened_at', sa.String(length=32), nullable=False),
+    sa.Column('opened_on', sa.String(length=10), nullable=False),
+    sa.Column('due_at', sa.String(length=32), nullable=True),
+    sa.Column('resolved_at', sa.String(length=32), nullable=True),
+    sa.Column('resolved_on', sa.String(length=10), nullable=True),
+    sa.Column('resolution', sa.String(length=32), nullable=True),
+    sa.Column('correlation_id', sa.String(length=64), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_exception_item'))
+    )
+    op.create_index('ix_exception_item_dedup', 'exception_item', ['dedup_key'], unique=False)
+    op.create_index('ix_exception_item_kind_status', 'exception_item', ['kind', 'status'], unique=False)
+    op.create_index('ix_exception_item_record', 'exception_item', ['record_type', 'record_id'], unique=False)
     op.create_table('fx_rate',
     sa.Column('base', sa.String(length=3), nullable=False),
     sa.Column('quote', sa.String(length=3), nullable=False),
@@ -93,6 +131,12 @@ def downgrade() -> None:
     op.drop_table('legal_entity')
     op.drop_table('id_block')
     op.drop_table('fx_rate')
+    op.drop_index('ix_exception_item_record', table_name='exception_item')
+    op.drop_index('ix_exception_item_kind_status', table_name='exception_item')
+    op.drop_index('ix_exception_item_dedup', table_name='exception_item')
+    op.drop_table('exception_item')
+    op.drop_index(op.f('ix_exception_action_exception_id'), table_name='exception_action')
+    op.drop_table('exception_action')
     op.drop_table('event_delivery')
     op.drop_index('ix_event_pending', table_name='event')
     op.drop_index('ix_event_aggregate', table_name='event')
