@@ -1,0 +1,1 @@
+"""Ledger workloads (filled in by the ledger benchmark work)."""
