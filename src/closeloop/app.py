@@ -21,22 +21,22 @@ from closeloop.core.errors import CloseloopError
 from closeloop.core.events import DeliveryReport, Dispatcher
 from closeloop.core.uow import UnitOfWork, dumps
 
-_schema_checked: set[str] = set()
+_expected_heads: set[str] | None = None
 _schema_lock = threading.Lock()
 
 
 def ensure_schema(engine: Any, url: str) -> None:
-    """Run the Alembic migrations when the database is not at every area's head (once per process)."""
+    """Run the Alembic migrations when the database is not at every area's head."""
+    global _expected_heads
     with _schema_lock:
-        if url in _schema_checked and ":memory:" not in url:
-            return
+        if _expected_heads is None:
+            _expected_heads = expected_heads(engine)
         try:
             current = current_heads(engine)
         except Exception:  # noqa: BLE001 - a brand-new database has no alembic_version table
             current = set()
-        if current != expected_heads(engine):
+        if current != _expected_heads:
             upgrade(engine)
-        _schema_checked.add(url)
 
 
 class Services:

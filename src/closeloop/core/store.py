@@ -17,7 +17,7 @@ event = sa.Table(
     sa.Column("aggregate_id", sa.String(128), nullable=False),
     sa.Column("entity", sa.String(16)),
     sa.Column("payload", sa.Text, nullable=False),
-    sa.Column("idempotency_key", sa.String(200), unique=True),
+    sa.Column("idempotency_key", sa.String(200)),
     sa.Column("source", sa.String(32), nullable=False),
     sa.Column("actor", sa.String(64), nullable=False),
     sa.Column("occurred_at", sa.String(32), nullable=False),
@@ -32,7 +32,13 @@ event = sa.Table(
     sa.Column("last_error", sa.Text),
     sa.Column("claimed_by", sa.String(64)),
     sa.Column("lease_until", sa.String(32)),
-    sa.Index("ix_event_pending", "status", "id"),
+    # Partial indexes: most events are delivered at once (or have no handler), so only the
+    # pending ones and the ones carrying a key are indexed for the dispatcher and for dedup.
+    sa.Index("ix_event_pending", "id", sqlite_where=sa.text("status = 'pending'"),
+             postgresql_where=sa.text("status = 'pending'")),
+    sa.Index("ix_event_idempotency_key", "idempotency_key", unique=True,
+             sqlite_where=sa.text("idempotency_key IS NOT NULL"),
+             postgresql_where=sa.text("idempotency_key IS NOT NULL")),
     sa.Index("ix_event_aggregate", "aggregate_type", "aggregate_id", "id"),
 )
 

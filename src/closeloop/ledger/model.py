@@ -108,7 +108,7 @@ def check_entry(draft: EntryDraft, currency: str, *, record: str) -> None:
 
 
 def _has_control(text: str | None) -> bool:
-    return bool(text) and any(ord(ch) < 32 and ch not in "\t" for ch in text)  # type: ignore[union-attr]
+    return bool(text) and not text.replace("\t", " ").isprintable()  # type: ignore[union-attr]
 
 
 def entry_number(entity: str, seq: int) -> str:

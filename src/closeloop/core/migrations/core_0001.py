@@ -50,11 +50,11 @@ def upgrade() -> None:
     sa.Column('last_error', sa.Text(), nullable=True),
     sa.Column('claimed_by', sa.String(length=64), nullable=True),
     sa.Column('lease_until', sa.String(length=32), nullable=True),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_event')),
-    sa.UniqueConstraint('idempotency_key', name=op.f('uq_event_idempotency_key'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_event'))
     )
     op.create_index('ix_event_aggregate', 'event', ['aggregate_type', 'aggregate_id', 'id'], unique=False)
-    op.create_index('ix_event_pending', 'event', ['status', 'id'], unique=False)
+    op.create_index('ix_event_idempotency_key', 'event', ['idempotency_key'], unique=True, sqlite_where=sa.text('idempotency_key IS NOT NULL'), postgresql_where=sa.text('idempotency_key IS NOT NULL'))
+    op.create_index('ix_event_pending', 'event', ['id'], unique=False, sqlite_where=sa.text("status = 'pending'"), postgresql_where=sa.text("status = 'pending'"))
     op.create_table('event_delivery',
     sa.Column('event_id', sa.BigInteger(), nullable=False),
     sa.Column('handler', sa.String(length=64), nullable=False),
@@ -138,7 +138,8 @@ def downgrade() -> None:
     op.drop_index(op.f('ix_exception_action_exception_id'), table_name='exception_action')
     op.drop_table('exception_action')
     op.drop_table('event_delivery')
-    op.drop_index('ix_event_pending', table_name='event')
+    op.drop_index('ix_event_pending', table_name='event', sqlite_where=sa.text("status = 'pending'"), postgresql_where=sa.text("status = 'pending'"))
+    op.drop_index('ix_event_idempotency_key', table_name='event', sqlite_where=sa.text('idempotency_key IS NOT NULL'), postgresql_where=sa.text('idempotency_key IS NOT NULL'))
     op.drop_index('ix_event_aggregate', table_name='event')
     op.drop_table('event')
     op.drop_index('ix_audit_log_command', table_name='audit_log')
