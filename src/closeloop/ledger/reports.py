@@ -238,12 +238,13 @@ def general_ledger(uow: Any, q: GeneralLedgerQuery) -> dict[str, Any]:
     acct = resolve_account(uow, ent.code, q.account)
     start, end = _date(q.start, "start"), _date(q.end, "end")
     opening = account_balances(uow, ent.code, start - timedelta(days=1)).get(acct.id, 0) if start else 0
+    first_period = uow.scalar("SELECT MIN(period) FROM ledger_balance WHERE entity = ? AND account_id = ?",
+                              (ent.code, acct.id))
+    low = max(iso(start) if start else "", f"{first_period}-01" if first_period else "9999-12-31")
     sql = ("SELECT e.date, e.entity, e.seq, e.memo, e.manual, l.amount, l.currency, l.txn_amount, l.memo"
-           " FROM journal_line l JOIN journal_entry e ON e.id = l.entry_id WHERE l.account_id = ?")
-    params: list[Any] = [acct.id]
-    if start:
-        sql += " AND e.date >= ?"
-        params.append(iso(start))
+           " FROM journal_entry e JOIN journal_line l ON l.entry_id = e.id"
+           " WHERE e.entity = ? AND e.date >= ? AND l.account_id = ?")
+    params: list[Any] = [ent.code, low, acct.id]
     if end:
         sql += " AND e.date <= ?"
         params.append(iso(end))

@@ -204,12 +204,12 @@ def post_entries(
     by_entity: dict[str, list[int]] = {}
     for i, d in enumerate(drafts):
         by_entity.setdefault(d.entity, []).append(i)
-    first_id = uow.next_ids("journal_entry", len(drafts))
+    first_id = uow.next_ids("journal_entry", len(drafts), table="journal_entry")
     now, source, actor = uow.now(), uow.source, uow.actor
     entry_rows: list[tuple[Any, ...]] = []
     line_rows: list[tuple[Any, ...]] = []
     balances: dict[tuple[str, str, int, str], list[int]] = {}
-    events: list[tuple[str, str | None, dict[str, Any]]] = []
+    events: list[tuple[str, str | None, dict[str, Any] | str]] = []
     posted: list[PostedEntry | None] = [None] * len(drafts)
     lock = uow.for_update()
     for entity_code, indexes in by_entity.items():
@@ -220,11 +220,12 @@ def post_entries(
         closed = closed_periods(uow, entity_code, min(periods), max(periods))
         head = uow.one(f"SELECT seq, hash FROM ledger_chain WHERE entity = ?{lock}", (entity_code,))
         seq, prev = (int(head[0]), head[1]) if head else (0, GENESIS_HASH)
+        entity_json = json.dumps(entity_code)
         for i in indexes:
             d = drafts[i]
             record = d.reference or (f"entry {i + 1}" if len(drafts) > 1 else "journal")
             day = d.date
-            if len(day) != 10:
+            if len(day) != 10 or day[4] != "-" or day[7] != "-":
                 parse_date(day, record=record)
             period = day[:7]
             if period in closed:
@@ -259,11 +260,14 @@ def post_entries(
                     bal[2] += 1
             digest = entry_hash(prev, entity_code, seq, day, d.memo, d.manual, d.reverses, hash_lines)
             prev = digest
-            number = entry_number(entity_code, seq)
+            number = f"JE-{entity_code}-{seq:07d}"
             entry_rows.append((entry_id, entity_code, seq, day, period, d.memo, d.manual, d.reference, d.reverses,
                                source, actor, approved_by, event_id, now, digest))
-            events.append((number, entity_code, {"journal": number, "id": entry_id, "entity": entity_code,
-                                                 "date": day, "manual": d.manual, "reference": d.reference}))
+            # journal.posted payload, serialised directly (same keys and order as json.dumps(sort_keys=True))
+            events.append((number, entity_code,
+                           f'{{"date":"{day}","entity":{entity_json},"id":{entry_id},"journal":"{number}",'
+                           f'"manual":{"true" if d.manual else "false"},'
+                           f'"reference":{json.dumps(d.reference) if d.reference is not None else "null"}}}'))
             posted[i] = PostedEntry(entry_id, entity_code, seq, number, day, digest)
         uow.execute("UPDATE ledger_chain SET seq = ?, hash = ? WHERE entity = ?", (seq, prev, entity_code))
     uow.executemany(
@@ -317,7 +321,7 @@ def manual_draft(uow: Any, cmd: JournalPost) -> EntryDraft:
     day = iso(parse_date(cmd.date, field="date")) if cmd.date else iso(uow.today())
     record = cmd.journal_id or "journal"
     functional: list[int] = []
-    parsed: list[tuple[JournalLineIn, str, int]] = []
+    parsed: list[tuple[JournalLineIn, str, str, int]] = []
     foreign: set[str] = set()
     for i, line in enumerate(cmd.lines):
         where = f"lines[{i}]"
@@ -332,7 +336,7 @@ def manual_draft(uow: Any, cmd: JournalPost) -> EntryDraft:
         check_currency(cur)
         minor = to_minor(value, cur, field=f"{where}.{side}", record=record)
         signed = minor if side == "debit" else -minor
-        resolve_account(uow, cmd.entity, line.account, field=f"{where}.account", record=record)
+        code = resolve_account(uow, cmd.entity, line.account, field=f"{where}.account", record=record).code
         if cur != ent.currency:
             foreign.add(cur)
             try:
@@ -344,19 +348,19 @@ def manual_draft(uow: Any, cmd: JournalPost) -> EntryDraft:
                 ) from None
         else:
             functional.append(signed)
-        parsed.append((line, cur, signed))
-    if len(foreign) == 1 and all(cur != ent.currency for _, cur, _ in parsed):
-        functional = spread_rounding(functional, sum(s for _, _, s in parsed))
+        parsed.append((line, code, cur, signed))
+    if len(foreign) == 1 and all(cur != ent.currency for _, _, cur, _ in parsed):
+        functional = spread_rounding(functional, sum(s for _, _, _, s in parsed))
     lines = tuple(
         LineDraft(
-            account=resolve_account(uow, cmd.entity, line.account).code,
+            account=code,
             amount=amount,
             currency=cur if cur != ent.currency else None,
             txn_amount=signed if cur != ent.currency else None,
             memo=line.memo,
             dimensions=tuple(sorted((line.dimensions or {}).items())),
         )
-        for (line, cur, signed), amount in zip(parsed, functional, strict=True)
+        for (line, code, cur, signed), amount in zip(parsed, functional, strict=True)
     )
     draft = EntryDraft(entity=cmd.entity, date=day, memo=cmd.memo, lines=lines, manual=True, reference=cmd.journal_id)
     check_entry(draft, ent.currency, record=record)
@@ -405,11 +409,11 @@ def journal_post(uow: Any, cmd: JournalPost) -> dict[str, Any]:
     draft = manual_draft(uow, cmd)
     _check_reference_free(uow, cmd.journal_id)
     ent = get_entity(uow, cmd.entity)
-    period = draft.date[:7]
-    if period in closed_periods(uow, cmd.entity, period, period):
-        raise PeriodClosedError(f"{draft.reference or 'journal'}: period {period} of {cmd.entity} is closed",
-                                entity=cmd.entity, period=period, field="date")
     if ent.maker_checker:
+        period = draft.date[:7]
+        if period in closed_periods(uow, cmd.entity, period, period):
+            raise PeriodClosedError(f"{draft.reference or 'journal'}: period {period} of {cmd.entity} is closed",
+                                    entity=cmd.entity, period=period, field="date")
         reference = cmd.journal_id or f"MJ-{cmd.entity}-{uow.next_ids('journal_request', 1) + 1:06d}"
         draft = replace(draft, reference=reference)
         uow.execute(

@@ -60,7 +60,9 @@ journal_line = sa.Table(
     sa.Column("txn_amount", sa.BigInteger, nullable=False),
     sa.Column("memo", sa.Text),
     sa.Column("dimensions", sa.Text),  # JSON object: product_family, region, department...
-    sa.Index("ix_journal_line_account", "account_id"),
+    # No index on account_id: GL detail reads the entity's entries by date (ix_journal_entry_entity_date),
+    # narrowed to the periods where the account has a balance row; posting stays one B-tree per line.
+    sqlite_with_rowid=False,  # one B-tree keyed by (entry_id, line_no): lines append in key order
 )
 
 # Balances maintained in the posting transaction, per entity/period/account/currency, so a
@@ -75,6 +77,7 @@ ledger_balance = sa.Table(
     sa.Column("amount", sa.BigInteger, nullable=False),
     sa.Column("txn_amount", sa.BigInteger, nullable=False),
     sa.Column("line_count", sa.BigInteger, nullable=False),
+    sqlite_with_rowid=False,
 )
 
 # Head of each entity's hash chain; the row is also the entity's posting lock.

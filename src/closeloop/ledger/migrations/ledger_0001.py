@@ -44,9 +44,9 @@ def upgrade() -> None:
     sa.Column('txn_amount', sa.BigInteger(), nullable=False),
     sa.Column('memo', sa.Text(), nullable=True),
     sa.Column('dimensions', sa.Text(), nullable=True),
-    sa.PrimaryKeyConstraint('entry_id', 'line_no', name=op.f('pk_journal_line'))
+    sa.PrimaryKeyConstraint('entry_id', 'line_no', name=op.f('pk_journal_line')),
+    sqlite_with_rowid=False
     )
-    op.create_index('ix_journal_line_account', 'journal_line', ['account_id'], unique=False)
     op.create_table('journal_request',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('reference', sa.String(length=128), nullable=False),
@@ -86,7 +86,8 @@ def upgrade() -> None:
     sa.Column('amount', sa.BigInteger(), nullable=False),
     sa.Column('txn_amount', sa.BigInteger(), nullable=False),
     sa.Column('line_count', sa.BigInteger(), nullable=False),
-    sa.PrimaryKeyConstraint('entity', 'period', 'account_id', 'currency', name=op.f('pk_ledger_balance'))
+    sa.PrimaryKeyConstraint('entity', 'period', 'account_id', 'currency', name=op.f('pk_ledger_balance')),
+    sqlite_with_rowid=False
     )
     op.create_table('ledger_chain',
     sa.Column('entity', sa.String(length=16), nullable=False),
@@ -112,7 +113,6 @@ def downgrade() -> None:
     op.drop_table('ledger_account')
     op.drop_table('journal_reversal')
     op.drop_table('journal_request')
-    op.drop_index('ix_journal_line_account', table_name='journal_line')
     op.drop_table('journal_line')
     op.drop_index('ix_journal_entry_reference', table_name='journal_entry', sqlite_where=sa.text('reference IS NOT NULL'), postgresql_where=sa.text('reference IS NOT NULL'))
     op.drop_index('ix_journal_entry_entity_date', table_name='journal_entry')
