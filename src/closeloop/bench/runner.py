@@ -148,7 +148,12 @@ def run_bench(names: list[str], *, quick: bool, output: str, console: Any) -> in
                       str(r.get("rate", "")), str(base.get("rate", "")), str(r.get("ratio", "")),
                       str(r.get("peak_rss_mb", "")), str(r.get("goal", "")),
                       {True: "[green]yes[/]", False: "[red]no[/]", None: "-"}.get(r.get("met"), "?"))
-    console.print(table)
+    if console.is_terminal:
+        console.print(table)
+    else:
+        from rich.console import Console
+
+        Console(width=200, highlight=False).print(table)
     console.print(f"wrote {path}")
     return 0 if all("error" not in r for r in rows) else 4
 
@@ -161,7 +166,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
-    rows = run_one(args.name, args.quick)
+    # Run through the importable module (not __main__), where the workload modules register.
+    from closeloop.bench import runner
+
+    rows = runner.run_one(args.name, args.quick)
     Path(args.out).write_text(json.dumps(rows))
     return 0
 
