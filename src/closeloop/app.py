@@ -17,7 +17,7 @@ from closeloop import areas
 from closeloop.core import registry
 from closeloop.core.clock import Clock, SystemClock
 from closeloop.core.db import Dialect, create_engine, current_heads, expected_heads, resolve_url, upgrade
-from closeloop.core.errors import CloseloopError
+from closeloop.core.errors import CloseloopError, ForbiddenError
 from closeloop.core.events import DeliveryReport, Dispatcher
 from closeloop.core.uow import UnitOfWork, dumps
 
@@ -66,6 +66,7 @@ class App:
         source: str = "closeloop",
         migrate: bool = True,
         dispatch: str = "inline",
+        authorizer: Any = None,
     ) -> None:
         areas.load()
         self.url = resolve_url(url)
@@ -76,6 +77,11 @@ class App:
         self.source = source
         self.dispatch_mode = dispatch  # inline: deliver after each command; worker: leave to workers
         self.services = Services()
+        if authorizer is None:  # every user holds every role unless services.config["users"] says otherwise
+            from closeloop.auth.authorizer import ConfigAuthorizer
+
+            authorizer = ConfigAuthorizer(trusted=actor)
+        self.authorizer = authorizer  # consulted by do/query: closeloop.auth.authorizer
         self._local = threading.local()
         self._connections: list[Any] = []
         if migrate:
@@ -149,7 +155,8 @@ class App:
                 uow.command_id = int(command_id)
                 if uow.correlation_id is None:
                     uow.correlation_id = f"cmd-{command_id}"
-                result = op.fn(uow, cmd)
+                cmd = self.authorizer.authorize(uow, op, cmd, actor)
+                result = self.authorizer.check_result(uow, op, cmd, op.fn(uow, cmd), actor)
         except CloseloopError as err:
             kept = current[0].kept_on_failure if current else []
             self._record_refusal(name, payload, actor, source, str(err.code), err.to_dict(), kept, correlation_id)
@@ -183,8 +190,14 @@ class App:
     def query(self, name: str, where: dict[str, Any] | None = None, *, actor: str | None = None) -> dict[str, Any]:
         op = registry.get(name, "query")
         q = op.parse(where)
-        with self.unit_of_work(write=False, actor=actor) as uow:
-            return op.fn(uow, q)
+        actor = actor or self.actor
+        try:
+            with self.unit_of_work(write=False, actor=actor) as uow:
+                q = self.authorizer.authorize(uow, op, q, actor)
+                return self.authorizer.check_result(uow, op, q, op.fn(uow, q), actor)  # type: ignore[no-any-return]
+        except ForbiddenError as err:  # denials of reads are audited too
+            self._record_refusal(name, dict(where or {}), actor, self.source, str(err.code), err.to_dict(), [], None)
+            raise
 
     def dispatch(self) -> DeliveryReport:
         """Deliver pending outbox events to their handlers (the embedded mode calls this after each command)."""

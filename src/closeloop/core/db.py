@@ -60,6 +60,7 @@ AREAS: tuple[str, ...] = (
     "control",
     "einvoice",
     "api",
+    "auth",
 )
 
 
