@@ -30,3 +30,11 @@ def create_server(url: str | None = None, *, app: Any = None, web: bool = True, 
 
         install_web(server, cl, secure_cookies=secure_cookies)
     return server
+
+
+def from_environment() -> FastAPI:
+    """uvicorn factory for ``closeloop serve``: the database from CLOSELOOP_DATABASE_URL."""
+    import os
+
+    secure = os.environ.get("CLOSELOOP_SECURE_COOKIES") == "1"
+    return create_server(os.environ.get("CLOSELOOP_DATABASE_URL"), secure_cookies=True if secure else None)

@@ -419,7 +419,7 @@ def bench(
 
 
 # Each area may add its own commands: a module under closeloop.cli with register(app: typer.Typer).
-CLI_MODULES: tuple[str, ...] = ()
+CLI_MODULES: tuple[str, ...] = ("closeloop.cli.web",)
 
 
 def _register_area_clis() -> None:

@@ -1,0 +1,12 @@
+"""The web pages: one module per area, each with ``router`` (FastAPI APIRouter) and ``nav`` (a NavEntry).
+
+To add a page: write ``closeloop/web/pages/<area>.py`` (see ``closeloop.web.kit`` for the pattern),
+its templates under ``web/templates/<area>*.html`` extending ``base.html``, and add the module here.
+"""
+
+PAGE_MODULES: tuple[str, ...] = (
+    "closeloop.web.pages.dashboard",
+    "closeloop.web.pages.exceptions",
+    "closeloop.web.pages.ledger",
+    "closeloop.web.pages.operations",
+)
