@@ -15,6 +15,8 @@ MODULES: tuple[str, ...] = (
     "closeloop.ledger.service",
     "closeloop.ledger.reports",
     "closeloop.ledger.queries",
+    "closeloop.core.governance",
+    "closeloop.customers.service",
 )
 
 _loaded = False
