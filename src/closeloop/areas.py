@@ -17,6 +17,7 @@ MODULES: tuple[str, ...] = (
     "closeloop.ledger.queries",
     "closeloop.core.governance",
     "closeloop.customers.service",
+    "closeloop.posting.service",
 )
 
 _loaded = False

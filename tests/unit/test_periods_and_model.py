@@ -1,10 +1,15 @@
 from datetime import date
+from decimal import Decimal
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 import pytest
 
 from closeloop.core.errors import UnbalancedError, ValidationError
+from closeloop.core.money import allocate, round_minor
 from closeloop.core.periods import add_months, check_period, next_period, parse_date, period_end, periods_between
-from closeloop.ledger.model import GENESIS_HASH, EntryDraft, LineDraft, check_entry, entry_hash, spread_rounding
+from closeloop.ledger.model import GENESIS_HASH, EntryDraft, LineDraft, check_entry, convert_balanced, entry_hash
 
 
 def test_periods():
@@ -55,7 +60,23 @@ def test_hash_depends_on_every_field_and_the_previous_hash():
     assert len({base, *variants}) == len(variants) + 1
 
 
-def test_spread_rounding_moves_difference_to_largest_line():
-    assert spread_rounding([334, -333], 0) == [333, -333]
-    assert spread_rounding([100, -100], 0) == [100, -100]
-    assert spread_rounding([101, -100], 5) == [101, -100]  # txn side unbalanced: untouched
+def test_convert_balanced_converts_each_side_total_once_and_allocates_it():
+    rate = lambda minor: int((minor * 10851 + 5000) // 10000)  # noqa: E731 - 1.0851, half up for positives
+    # 79.32 = 33.33 + 33.33 + 12.66: the debit converts to 86.07, credits are allocated to sum to it
+    assert convert_balanced([7932, -3333, -3333, -1266], rate) == [8607, -3617, -3616, -1374]
+    assert convert_balanced([3, -1, -1, -1], lambda m: m * 2) == [6, -2, -2, -2]
+    assert convert_balanced([5, -4], lambda m: m * 2) == [10, -8]  # unbalanced input: line by line
+
+
+@given(st.lists(st.integers(1, 10**9), min_size=1, max_size=6), st.lists(st.integers(1, 10**9), min_size=1,
+                                                                           max_size=6),
+       st.integers(1, 10**6))
+def test_convert_balanced_always_balances(debits, credits, rate_millis):
+    total = sum(debits)
+    credits = allocate(total, credits)
+    amounts = debits + [-c for c in credits]
+    converted = convert_balanced(amounts, lambda m: round_minor(Decimal(m) * rate_millis / 1000))
+    assert sum(converted) == 0
+    for original, value in zip(amounts, converted, strict=True):
+        exact = Decimal(original) * rate_millis / 1000
+        assert abs(Decimal(value) - exact) <= len(amounts)

@@ -88,6 +88,10 @@ class UnitOfWork:
             self.connection.rollback()
             self._active = False
 
+    def savepoint(self) -> Any:
+        """A nested scope: ``with uow.savepoint(): ...`` undoes only its own writes if it raises."""
+        return _Savepoint(self)
+
     def keep_on_failure(self, record: Callable[[UnitOfWork], None]) -> None:
         """Register a write (exception, audit) that must survive the rollback of a refused command."""
         self._keep.append(record)
@@ -266,3 +270,23 @@ class UnitOfWork:
                 for agg, ent, p in items
             ],
         )
+
+
+class _Savepoint:
+    _counter = 0
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        _Savepoint._counter += 1
+        self.uow = uow
+        self.name = f"sp_{_Savepoint._counter}"
+
+    def __enter__(self) -> _Savepoint:
+        self.uow.cursor.execute(f"SAVEPOINT {self.name}")
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.uow.cursor.execute(f"RELEASE SAVEPOINT {self.name}")
+        else:
+            self.uow.cursor.execute(f"ROLLBACK TO SAVEPOINT {self.name}")
+            self.uow.cursor.execute(f"RELEASE SAVEPOINT {self.name}")

@@ -8,11 +8,11 @@ a line in another currency also carries its transaction amount.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from closeloop.core.errors import UnbalancedError, ValidationError
-from closeloop.core.money import format_minor
+from closeloop.core.money import allocate, format_minor
 
 ACCOUNT_TYPES = ("asset", "liability", "equity", "revenue", "expense")
 # Debit-normal types; the others are credit-normal.
@@ -141,13 +141,24 @@ def normal_balance(account_type: str, amount: int) -> int:
     return amount if account_type in DEBIT_NORMAL else -amount
 
 
-def spread_rounding(functional: list[int], txn_total: int) -> list[int]:
-    """When every line is in one foreign currency and balances there, push the conversion's
-    rounding difference onto the largest line so the functional amounts balance too."""
-    diff = sum(functional)
-    if diff == 0 or txn_total != 0 or not functional:
-        return functional
-    largest = max(range(len(functional)), key=lambda i: (abs(functional[i]), -i))
-    out = list(functional)
-    out[largest] -= diff
+def convert_balanced(amounts: list[int], convert: Callable[[int], int]) -> list[int]:
+    """Convert a balanced set of lines (debit positive) to another currency so it stays balanced.
+
+    Each side's total is converted once (ROUND_HALF_UP) and allocated back to that side's
+    lines in proportion to their amounts by the largest-remainder method; both sides have
+    the same total, so the converted lines balance exactly and each line is within one
+    minor unit of its own conversion. Unbalanced input is converted line by line.
+    """
+    if sum(amounts) != 0:
+        return [convert(a) for a in amounts]
+    debit_total = sum(a for a in amounts if a > 0)
+    if debit_total == 0:
+        return [0] * len(amounts)
+    converted_total = convert(debit_total)
+    out = [0] * len(amounts)
+    for sign in (1, -1):
+        index = [i for i, a in enumerate(amounts) if a * sign > 0]
+        parts = allocate(converted_total, [abs(amounts[i]) for i in index])
+        for i, part in zip(index, parts, strict=True):
+            out[i] = sign * part
     return out

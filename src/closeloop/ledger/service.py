@@ -42,8 +42,8 @@ from closeloop.ledger.model import (
     LineDraft,
     check_entry,
     entry_hash,
+    convert_balanced,
     entry_number,
-    spread_rounding,
 )
 
 # --------------------------------------------------------------------------- chart of accounts
@@ -212,6 +212,7 @@ def post_entries(
     events: list[tuple[str, str | None, dict[str, Any] | str]] = []
     posted: list[PostedEntry | None] = [None] * len(drafts)
     lock = uow.for_update()
+    heads: list[tuple[int, str, str]] = []
     for entity_code, indexes in by_entity.items():
         ent = get_entity(uow, entity_code)
         ccy = ent.currency
@@ -269,7 +270,9 @@ def post_entries(
                            f'"manual":{"true" if d.manual else "false"},'
                            f'"reference":{json.dumps(d.reference) if d.reference is not None else "null"}}}'))
             posted[i] = PostedEntry(entry_id, entity_code, seq, number, day, digest)
-        uow.execute("UPDATE ledger_chain SET seq = ?, hash = ? WHERE entity = ?", (seq, prev, entity_code))
+        heads.append((seq, prev, entity_code))
+    # Nothing is written until every entry of every entity has passed its checks.
+    uow.executemany("UPDATE ledger_chain SET seq = ?, hash = ? WHERE entity = ?", heads)
     uow.executemany(
         "INSERT INTO journal_entry (id, entity, seq, date, period, memo, manual, reference, reverses_id, source,"
         " actor, approved_by, event_id, posted_at, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -320,7 +323,6 @@ def manual_draft(uow: Any, cmd: JournalPost) -> EntryDraft:
     ent = get_entity(uow, cmd.entity)
     day = iso(parse_date(cmd.date, field="date")) if cmd.date else iso(uow.today())
     record = cmd.journal_id or "journal"
-    functional: list[int] = []
     parsed: list[tuple[JournalLineIn, str, str, int]] = []
     foreign: set[str] = set()
     for i, line in enumerate(cmd.lines):
@@ -340,17 +342,21 @@ def manual_draft(uow: Any, cmd: JournalPost) -> EntryDraft:
         if cur != ent.currency:
             foreign.add(cur)
             try:
-                functional.append(convert(uow, signed, cur, ent.currency, day))
+                convert(uow, signed, cur, ent.currency, day)
             except NotFoundError:
                 raise ValidationError(
                     f"{record}: {where} is in {cur} but there is no FX rate {cur}->{ent.currency} on or before {day};"
                     " record one with fx.rate", field=f"{where}.currency", record=record,
                 ) from None
-        else:
-            functional.append(signed)
         parsed.append((line, code, cur, signed))
+    functional = [s for _, _, _, s in parsed]
     if len(foreign) == 1 and all(cur != ent.currency for _, _, cur, _ in parsed):
-        functional = spread_rounding(functional, sum(s for _, _, _, s in parsed))
+        # one foreign currency, balanced there: convert as a balanced set (each side's total once)
+        (ccy,) = foreign
+        functional = convert_balanced(functional, lambda minor: convert(uow, minor, ccy, ent.currency, day))
+    else:
+        functional = [s if cur == ent.currency else convert(uow, s, cur, ent.currency, day)
+                      for _, _, cur, s in parsed]
     lines = tuple(
         LineDraft(
             account=code,

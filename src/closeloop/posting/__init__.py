@@ -1,0 +1,1 @@
+"""Posting rules: the declarative map from business events to journal lines."""
