@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from closeloop.api.errors import status_of
 from closeloop.core import registry
 from closeloop.core.errors import CloseloopError, ValidationError
 from closeloop.web.kit import NavEntry, form_action, page, render, run_command, run_query
@@ -41,6 +42,7 @@ def run(request: Request, form: dict[str, str]) -> Response:
     text = form.get("payload", "") or "{}"
     result: Any = None
     error: dict[str, Any] | None = None
+    status = 200
     try:
         try:
             payload = json.loads(text)
@@ -53,6 +55,6 @@ def run(request: Request, form: dict[str, str]) -> Response:
             raise ValidationError(f"unknown operation {name!r}", field="op")
         result = run_command(request, name, payload) if op.kind == "command" else run_query(request, name, payload)
     except CloseloopError as err:
-        error = err.to_dict()
-    return render(request, "operations.html", status=200 if error is None else 422, ops=_ops(request),
+        error, status = err.to_dict(), status_of(err)
+    return render(request, "operations.html", status=status, ops=_ops(request),
                   selected=name, payload=text, result=result, error=error)
