@@ -49,3 +49,13 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info src/*.egg-info demo.db demo.db-* closeloop.db closeloop.db-*
+
+.PHONY: screenshots serve
+
+## The main pages of the web application as PNGs in docs/screenshots/ (needs chromium: apt-get install chromium).
+screenshots: $(STAMP)
+	$(BIN)/python -m closeloop.web.screenshots --out docs/screenshots
+
+## The REST API and web application on http://127.0.0.1:8000 (users: closeloop users add; keys: closeloop keys create).
+serve: $(STAMP)
+	$(BIN)/closeloop serve

@@ -44,6 +44,7 @@ class Tile:
     value: Any
     link: str | None = None
     note: str = ""
+    currency: str | None = None  # the value is an amount in this currency (formatted for the reader's locale)
     chart: Any = None
     series: list[tuple[str, Any]] = field(default_factory=list)
 
@@ -90,7 +91,8 @@ def ledgers(request: Request) -> list[Tile]:
     for ent in run_query(request, "entities")["entities"]:
         tb = run_query(request, "trial_balance", {"entity": ent["code"]})
         tiles.append(Tile(f"Trial balance {ent['code']}", tb["debits"], link=f"/ledger?entity={ent['code']}",
-                          note=("balanced" if tb["balanced"] else "NOT BALANCED") + f" · {tb['currency']}"))
+                          currency=tb["currency"], note=("balanced" if tb["balanced"] else "NOT BALANCED")
+                          + " · total debits"))
     return tiles
 
 

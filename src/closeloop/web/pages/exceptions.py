@@ -32,7 +32,7 @@ router = APIRouter()
 
 def _age(item: dict[str, Any], on: date) -> int:
     try:
-        return (on - date.fromisoformat(item["opened_on"])).days
+        return max(0, (on - date.fromisoformat(item["opened_on"])).days)
     except (KeyError, TypeError, ValueError):
         return 0
 
