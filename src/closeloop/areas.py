@@ -15,9 +15,12 @@ MODULES: tuple[str, ...] = (
     "closeloop.ledger.service",
     "closeloop.ledger.reports",
     "closeloop.ledger.queries",
+    "closeloop.ledger.fx_revaluation",
+    "closeloop.ledger.consolidation",
     "closeloop.core.governance",
     "closeloop.customers.service",
     "closeloop.posting.service",
+    "closeloop.posting.intercompany",
 )
 
 _loaded = False

@@ -37,6 +37,9 @@ ACCOUNT_ROLES = (
     "bad_debt_expense",
     "fx_gain_loss",
     "retained_earnings",
+    # beyond SCENARIOS.md: the two sides of an intercompany charge
+    "intercompany_cost",
+    "intercompany_revenue",
 )
 
 GENESIS_HASH = "0" * 64

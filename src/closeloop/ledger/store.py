@@ -122,3 +122,15 @@ journal_request = sa.Table(
     sa.Column("decided_at", sa.String(32)),
     sa.Column("entry_id", sa.BigInteger),
 )
+
+# One row per entity and period whose open foreign-currency balances were revalued.
+ledger_fx_revaluation = sa.Table(
+    "ledger_fx_revaluation",
+    metadata,
+    sa.Column("entity", sa.String(16), primary_key=True),
+    sa.Column("period", sa.String(7), primary_key=True),
+    sa.Column("total", sa.BigInteger, nullable=False),  # net unrealised adjustment, functional currency
+    sa.Column("lines", sa.Integer, nullable=False),
+    sa.Column("revalued_at", sa.String(32), nullable=False),
+    sa.Column("revalued_by", sa.String(64), nullable=False),
+)
