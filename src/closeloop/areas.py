@@ -19,6 +19,8 @@ MODULES: tuple[str, ...] = (
     "closeloop.ledger.consolidation",
     "closeloop.core.governance",
     "closeloop.customers.service",
+    "closeloop.customers.importers",
+    "closeloop.customers.webhook",
     "closeloop.posting.service",
     "closeloop.posting.intercompany",
 )

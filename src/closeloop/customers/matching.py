@@ -10,7 +10,8 @@ person records of the Febrl data sets.
    skipped: they cost quadratic time and carry no evidence.
 2. **Scoring.** For every candidate pair and every comparator, a similarity in [0, 1]
    (Jaro-Winkler, token-sort ratio, exact...) computed for all pairs at once by
-   ``rapidfuzz.process.cpdist``. Each similarity becomes points: ``agree`` at or above
+   ``rapidfuzz.process.cpdist`` (``name``: token-sort ratio, 0 when the names carry
+   different numbers, as in 'Quire 203' and 'Quire 204'). Each similarity becomes points: ``agree`` at or above
    ``high``, ``disagree`` at or below ``low``, linear in between, 0 when either side is
    empty. The score is the sum; ``match`` at or above ``match_threshold``, ``review`` at
    or above ``review_threshold``. :func:`explain` shows each field's similarity and points,
@@ -19,6 +20,7 @@ person records of the Febrl data sets.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +28,7 @@ from typing import Any
 import numpy as np
 from rapidfuzz import distance, fuzz, process
 
-METHODS = ("jaro_winkler", "token_sort", "token_set", "ratio", "exact", "levenshtein")
+METHODS = ("jaro_winkler", "token_sort", "token_set", "ratio", "exact", "levenshtein", "name")
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,11 +183,24 @@ def similarities(method: str, left: Sequence[str], right: Sequence[str]) -> np.n
     elif len(a) == 0:
         sim = np.zeros(0)
     else:
-        sim = np.asarray(process.cpdist(a, b, scorer=_scorer(method), workers=-1), dtype=np.float64)
-        if method in ("token_sort", "token_set", "ratio"):
+        scorer = _scorer("token_sort" if method == "name" else method)
+        sim = np.asarray(process.cpdist(a, b, scorer=scorer, workers=-1), dtype=np.float64)
+        if method in ("token_sort", "token_set", "ratio", "name"):
             sim = sim / 100.0
+        if method == "name":
+            # 'Quire 203' and 'Quire 204' are two accounts: names whose numbers differ do not agree.
+            differ = np.fromiter((_numbers(x) != _numbers(y) for x, y in zip(a, b, strict=True)), dtype=bool,
+                                 count=len(a))
+            sim[differ] = 0.0
     sim[empty] = np.nan
     return sim
+
+
+_DIGITS = re.compile(r"\d+")
+
+
+def _numbers(text: str) -> frozenset[str]:
+    return frozenset(m.lstrip("0") or "0" for m in _DIGITS.findall(text)) if text else frozenset()
 
 
 def score_pairs(columns: Mapping[str, Sequence[str]], i: np.ndarray, j: np.ndarray, config: MatchConfig,

@@ -147,7 +147,7 @@ def _subdivisions(country: str) -> dict[str, str]:
     return out
 
 
-# Countries whose regions drive tax and reporting: a region that is not one of theirs is refused.
+# Countries whose regions drive tax: a region that is not one of theirs is reported (quality warning).
 STRICT_REGION_COUNTRIES = frozenset({"US", "CA"})
 
 
@@ -155,7 +155,7 @@ def normalise_region(country: str | None, value: str) -> tuple[str | None, str |
     """(region, problem): ISO 3166-2 subdivision code without the country prefix where one matches.
 
     'California' -> 'CA' for US; unknown regions are kept as given, except in the countries
-    of :data:`STRICT_REGION_COUNTRIES`, where they are a problem.
+    of :data:`STRICT_REGION_COUNTRIES`, where they are returned with a problem to report.
     """
     text = clean(value)
     if not text:
@@ -190,6 +190,8 @@ def normalise_postal_code(country: str | None, value: str) -> tuple[str | None, 
     text = clean(value).upper()
     if not text:
         return None, None
+    if country == "CA" and re.fullmatch(r"[A-Z]\d[A-Z]-\d[A-Z]\d", text):
+        text = text.replace("-", " ")
     if country == "US" and text.isdigit() and 3 <= len(text) < 5:
         return text.zfill(5), f"ZIP code {text!r} lost its leading zeros; read as {text.zfill(5)}"
     pattern = _POSTAL_FORMATS.get(country or "")
@@ -362,9 +364,8 @@ def validate_fields(raw: Mapping[str, Any], *, creating: bool, current_country: 
         else:
             region, issue = normalise_region(country, given["region"])
             if issue:
-                problems.append(Problem("region", issue))
-            else:
-                values["region"] = region
+                warnings.append(Problem("region", issue))
+            values["region"] = region
 
     if "postal_code" in given:
         if not isinstance(given["postal_code"], (str, int)) or isinstance(given["postal_code"], bool):
