@@ -43,16 +43,16 @@ class Server:
         return {"X-API-Key": self.keys[user], **extra}
 
 
-def make_server(app: App, users: dict[str, tuple[list[str], list[str]]] = USERS) -> Server:
+def make_server(instance: App, users: dict[str, tuple[list[str], list[str]]] = USERS) -> Server:
     from closeloop.api.server import create_server
     from closeloop.auth.users import add_user, create_key
 
     keys = {}
-    with app.unit_of_work() as uow:
+    with instance.unit_of_work() as uow:
         for name, (roles, entities) in users.items():
             add_user(uow, name, roles, entities=entities, password=PASSWORD)
             keys[name] = create_key(uow, name)
-    return Server(app=app, asgi=create_server(app=app), keys=keys)
+    return Server(app=instance, asgi=create_server(app=instance), keys=keys)
 
 
 @pytest.fixture

@@ -108,6 +108,8 @@ def test_a_revoked_key_no_longer_works(server, client):
     from closeloop.auth.users import revoke_key
 
     key = server.keys["reader"]
+    assert client.get("/api/v1/me", headers={"X-API-Key": key}).status_code == 200
+    server.asgi.state.api._keys.clear()  # verified keys are cached for a few seconds
     with server.app.unit_of_work() as uow:
         revoke_key(uow, key.split("_")[1])
     assert_error(client.get("/api/v1/me", headers={"X-API-Key": key}), 401, "forbidden")
@@ -245,7 +247,6 @@ def test_bad_query_parameters_and_routes(server, client):
 
 
 def test_file_names_are_plain_names_never_paths(server, client, tmp_path):
-    server.app  # the API's upload folder is under the server's temporary directory
     server.asgi.state.api.upload_dir = tmp_path / "uploads"
     h = server.headers("ctrl", **{"Content-Type": "application/octet-stream"})
     for name in ("../../etc/passwd", "/etc/passwd", "..", "a/b.csv", "..\\x.csv", ".hidden"):

@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +61,7 @@ DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 MAX_BATCH = 1000
 PAGE_PARAMS = ("cursor", "page_size")
+KEY_CACHE_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -192,6 +194,8 @@ class Api:
         self.cl = cl
         self.upload_dir = Path(upload_dir or os.environ.get("CLOSELOOP_UPLOAD_DIR")
                                or Path(tempfile.gettempdir()) / "closeloop-uploads")
+        # Verified keys for KEY_CACHE_SECONDS (by the key's digest): a revoked key stops working within that time.
+        self._keys: dict[str, tuple[float, Principal]] = {}
 
     # ---------------------------------------------------------------- authentication
 
@@ -206,8 +210,17 @@ class Api:
             raise ApiError(401, ErrorCode.FORBIDDEN, "an API key is required: send it as X-API-Key or"
                            " Authorization: Bearer (create one with `closeloop keys create USER`)",
                            headers=challenge, reason="unauthenticated")
+        digest = hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()
+        cached = self._keys.get(digest)
+        now = time.monotonic()
+        if cached is not None and cached[0] > now:
+            return cached[1]
         with self.cl.unit_of_work(write=False) as uow:
             principal = verify_key(uow, key)
+        if principal is not None:
+            if len(self._keys) > 10_000:
+                self._keys.clear()
+            self._keys[digest] = (now + KEY_CACHE_SECONDS, principal)
         if principal is None:
             with self.cl.unit_of_work() as uow:
                 record_event(uow, "api_key", "forbidden", detail=f"unknown or revoked key {key[:16]}...",
@@ -472,12 +485,14 @@ def _command_endpoint(api: Api, op: Operation) -> Callable[..., Any]:
 
 
 def _query_get_endpoint(api: Api, op: Operation) -> Callable[..., Any]:
-    async def endpoint(request: Request) -> JSONResponse:
-        principal = await run_in_threadpool(api.authenticate, request)
+    def call(request: Request) -> dict[str, Any]:
+        principal = api.authenticate(request)
         data, cursor, size = _query_params(request, op)
         data.update(request.path_params)
-        result = await run_in_threadpool(api.paginate, op, data, cursor, size, principal)
-        return JSONResponse(result)
+        return api.paginate(op, data, cursor, size, principal)
+
+    async def endpoint(request: Request) -> JSONResponse:
+        return JSONResponse(await run_in_threadpool(call, request))
 
     return endpoint
 

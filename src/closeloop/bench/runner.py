@@ -29,6 +29,8 @@ from typing import Any
 
 WORKLOAD_MODULES: tuple[str, ...] = (
     "closeloop.bench.ledger",
+    "closeloop.bench.customers",
+    "closeloop.bench.api",
 )
 
 _WORKLOADS: dict[str, Callable[[BenchContext], list[dict[str, Any]]]] = {}

@@ -9,6 +9,7 @@ double-submit cookie). Assets are served from the package (no CDN).
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import importlib
 import secrets
@@ -61,10 +62,8 @@ def install_web(server: FastAPI, cl: Any, *, secure_cookies: bool | None = None)
         return response
 
     def html_error(request: Request, status: int, message: str) -> HTMLResponse:
-        try:
+        with contextlib.suppress(kit.NotSignedIn):
             kit.sign_in(request)
-        except kit.NotSignedIn:
-            pass
         return kit.render(request, "error.html", status=status, error={"code": "not_found" if status == 404
                                                                         else "forbidden", "message": message,
                                                                         "details": {}})
