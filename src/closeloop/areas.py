@@ -23,6 +23,7 @@ MODULES: tuple[str, ...] = (
     "closeloop.customers.webhook",
     "closeloop.posting.service",
     "closeloop.posting.intercompany",
+    "closeloop.tax.service",
 )
 
 _loaded = False
