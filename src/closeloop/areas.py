@@ -24,6 +24,15 @@ MODULES: tuple[str, ...] = (
     "closeloop.posting.service",
     "closeloop.posting.intercompany",
     "closeloop.tax.service",
+    "closeloop.integration.delivery",
+    "closeloop.integration.webhooks",
+    "closeloop.integration.crm",
+    "closeloop.integration.probe",
+    "closeloop.control.recon",
+    "closeloop.control.recon_sides",
+    "closeloop.control.lineage",
+    "closeloop.control.audit",
+    "closeloop.control.exceptions",
 )
 
 _loaded = False

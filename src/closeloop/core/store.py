@@ -40,6 +40,11 @@ event = sa.Table(
              sqlite_where=sa.text("idempotency_key IS NOT NULL"),
              postgresql_where=sa.text("idempotency_key IS NOT NULL")),
     sa.Index("ix_event_aggregate", "aggregate_type", "aggregate_id", "id"),
+    # The dispatcher asks, for every candidate, whether an earlier event of its aggregate is still
+    # open: only open (pending, dead) events are indexed, so that costs the same however long the history.
+    sa.Index("ix_event_open_aggregate", "aggregate_type", "aggregate_id", "id",
+             sqlite_where=sa.text("status IN ('pending', 'dead')"),
+             postgresql_where=sa.text("status IN ('pending', 'dead')")),
 )
 
 # One row per (event, handler) that ran; written in the handler's own transaction, so a
