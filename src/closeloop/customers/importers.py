@@ -463,6 +463,7 @@ class AccountPlan:
     refused: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     problems: list[dict[str, str]] = field(default_factory=list)
     warnings: list[dict[str, str]] = field(default_factory=list)
+    match: dict[str, str] | None = None  # the values the matcher compares, once computed
 
 
 @dataclass
@@ -893,8 +894,9 @@ def _find_duplicates(uow: Any, accounts: list[AccountPlan]
     for a in rows:
         v = {**(field_values(uow, a.current) if a.current is not None else {}),
              **{k: n for k, (_o, n) in a.changes.items()}} if a.current is not None else a.values
-        fields.append(match_fields(v["name"], v["country"], v.get("postal_code"), v.get("address"), v.get("tax_id"),
-                                   v.get("email"), v.get("website"), v.get("phone")))
+        a.match = match_fields(v["name"], v["country"], v.get("postal_code"), v.get("address"), v.get("tax_id"),
+                               v.get("email"), v.get("website"), v.get("phone"))
+        fields.append(a.match)
     keys = [keys_of(f) for f in fields]
     # Stored accounts sharing a key with the file, except the file's own accounts.
     own = {a.current.id for a in rows if a.current is not None}
@@ -1042,22 +1044,22 @@ def apply_plan(uow: Any, plan: ImportPlan) -> dict[str, Any]:
         cid = ids[a.ext] if a.current is None else a.current.id
         if a.current is not None:
             uow.execute("DELETE FROM customer_match_key WHERE customer_id = ?", (cid,))
-            v = {**field_values(uow, a.current), **{k: n for k, (_o, n) in a.changes.items()}}
-        else:
-            v = a.values
-        f = match_fields(v["name"], v["country"], v.get("postal_code"), v.get("address"), v.get("tax_id"),
-                         v.get("email"), v.get("website"), v.get("phone"))
+        f = a.match
+        if f is None:
+            v = {**field_values(uow, a.current), **{k: n for k, (_o, n) in a.changes.items()}} \
+                if a.current is not None else a.values
+            f = match_fields(v["name"], v["country"], v.get("postal_code"), v.get("address"), v.get("tax_id"),
+                             v.get("email"), v.get("website"), v.get("phone"))
         key_rows.extend((k[:200], cid) for k in dict.fromkeys(keys_of(f)))
     uow.executemany("INSERT INTO customer_match_key (key, customer_id) VALUES (?, ?)", key_rows)
     # Events: one per account created or changed.
     refs = {v: k for k, v in ids.items()}
+    # customer.created from an import carries the fields the file set (absent ones are empty).
     uow.emit_many("customer.created", "customer", [
         (str(ids[a.ext]), a.values.get("entity"), {
-            "id": ids[a.ext], "external_id": a.ext,
-            **{k: a.values.get(k) for k in FIELDS if k not in ("parent", "bill_to")},
+            "id": ids[a.ext], "external_id": a.ext, **a.values,
             "payment_terms_days": a.values.get("payment_terms_days") or DEFAULT_PAYMENT_TERMS_DAYS,
-            "status": a.values.get("status") or "active",
-            "parent": a.values.get("parent"), "bill_to": a.values.get("bill_to"), "import": True})
+            "status": a.values.get("status") or "active", "import": True})
         for a in created])
     uow.emit_many("customer.updated", "customer", [
         (str(a.current.id), a.current.entity, {"id": a.current.id, "external_id": a.current.external_id,

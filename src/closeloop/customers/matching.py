@@ -21,6 +21,7 @@ person records of the Febrl data sets.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -189,9 +190,9 @@ def similarities(method: str, left: Sequence[str], right: Sequence[str]) -> np.n
             sim = sim / 100.0
         if method == "name":
             # 'Quire 203' and 'Quire 204' are two accounts: names whose numbers differ do not agree.
-            differ = np.fromiter((_numbers(x) != _numbers(y) for x, y in zip(a, b, strict=True)), dtype=bool,
-                                 count=len(a))
-            sim[differ] = 0.0
+            sig_a = np.asarray([_numbers(x) for x in a], dtype=object)
+            sig_b = np.asarray([_numbers(x) for x in b], dtype=object)
+            sim[sig_a != sig_b] = 0.0
     sim[empty] = np.nan
     return sim
 
@@ -199,8 +200,12 @@ def similarities(method: str, left: Sequence[str], right: Sequence[str]) -> np.n
 _DIGITS = re.compile(r"\d+")
 
 
-def _numbers(text: str) -> frozenset[str]:
-    return frozenset(m.lstrip("0") or "0" for m in _DIGITS.findall(text)) if text else frozenset()
+@lru_cache(maxsize=262144)
+def _numbers(text: str) -> str:
+    """The numbers a name carries, as one comparable signature ('' when none)."""
+    if not text or not any(ch.isdigit() for ch in text):
+        return ""
+    return " ".join(sorted({m.lstrip("0") or "0" for m in _DIGITS.findall(text)}))
 
 
 def score_pairs(columns: Mapping[str, Sequence[str]], i: np.ndarray, j: np.ndarray, config: MatchConfig,
@@ -280,12 +285,12 @@ def phone_digits(phone: str | None) -> str:
 
 
 def customer_keys(name_key: str, country: str, postal_code: str, tax_id: str, domain: str, phone: str) -> list[str]:
-    """Blocking keys of an account: each identifying name word, a name prefix within the country,
-    the tax id, the internet domain, country + postcode, the phone number."""
-    keys = [f"n:{w}" for w in dict.fromkeys(name_key.split()) if len(w) >= 2]
-    compact = name_key.replace(" ", "")
-    if len(compact) >= 4:
-        keys.append(f"q:{country}:{compact[:4]}")
+    """Blocking keys of an account: each identifying name word (and, for a one-word name, its first
+    four letters within the country), the tax id, the internet domain, country + postcode, the phone."""
+    words = name_key.split()
+    keys = [f"n:{w}" for w in dict.fromkeys(words) if len(w) >= 2]
+    if len(words) == 1 and len(words[0]) >= 4:
+        keys.append(f"q:{country}:{words[0][:4]}")  # a typo after the 4th letter of a one-word name
     if tax_id:
         keys.append(f"x:{tax_id}")
     if domain:

@@ -28,6 +28,7 @@ FIELDS: tuple[str, ...] = (
     "tax_id", "tax_exempt", "exemption_ref", "parent", "bill_to", "entity", "currency",
     "payment_terms_days", "status",
 )
+_FIELD_SET = frozenset(FIELDS)
 TEXT_FIELDS = frozenset({"region", "postal_code", "email", "phone", "website", "tax_id", "exemption_ref",
                          "parent", "bill_to", "entity", "currency"})
 STATUSES = ("active", "inactive", "merged")
@@ -71,18 +72,18 @@ _SPACES = re.compile(r"\s+")
 
 def clean(value: Any) -> str:
     """Trim and collapse whitespace; remove control characters."""
-    text = str(value)
-    if any(ord(c) < 32 for c in text):
+    text = value if isinstance(value, str) else str(value)
+    if not text.isprintable():
         text = "".join(c if ord(c) >= 32 else " " for c in text)
-    return _SPACES.sub(" ", text).strip()
+    return " ".join(text.split())
 
 
 def fold(text: str) -> str:
-    """Lower case without accents: 'Société Générale' -> 'societe generale'."""
+    """Case-folded without accents: 'Société Générale' -> 'societe generale', 'Straße' -> 'strasse'."""
     if text.isascii():
         return text.lower()
-    decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
 # --------------------------------------------------------------------------- country and region
@@ -256,7 +257,7 @@ def name_tokens(name: str) -> tuple[str, ...]:
 
     'The Globex Corporation, Inc.' -> ('globex',); '&' reads as 'and' (a filler word).
     """
-    text = fold(name).replace("&", " and ").replace("'", "")
+    text = fold(name).replace("&", " and ").replace("'", "").replace(".", "")
     words = [w for w in _NON_WORD.split(text) if w]
     kept = tuple(w for w in words if w not in LEGAL_FORMS)
     return kept or tuple(words)
@@ -331,9 +332,9 @@ def validate_fields(raw: Mapping[str, Any], *, creating: bool, current_country: 
     problems: list[Problem] = []
     warnings: list[Problem] = []
     given = {k: v for k, v in raw.items() if v is not None}
-    unknown = sorted(set(given) - set(FIELDS))
-    for name in unknown:
-        problems.append(Problem(name, "unknown field"))
+    if not _FIELD_SET.issuperset(given):
+        for name in sorted(set(given) - _FIELD_SET):
+            problems.append(Problem(name, "unknown field"))
 
     if "name" in given:
         _text(values, problems, "name", given["name"], 300)

@@ -9,7 +9,8 @@ with the reason. Rules:
   customer's country (foreign VAT registrations exist); EU numbers are kept
   with their prefix, as VIES and EN 16931 want them;
 - otherwise the customer's country decides: its VAT validator (EU members get
-  their prefix added), ``us.ein`` then ``us.tin`` for the United States, or
+  their prefix added), ``us.ein`` for the United States (a business customer's tax id; personal
+  SSNs are not accepted), or
   any other ``vat`` validator stdnum has for the country;
 - for a country without a validator the number is accepted on format alone
   (4 to 30 letters and digits after removing separators), ``check="format"``.
@@ -120,13 +121,10 @@ def check_tax_id(raw: str, country: str) -> TaxIdCheck:
 
         return TaxIdCheck("GB" + _run(gb_vat, compact, "gb.vat").removeprefix("GB"), "checksum", "gb.vat")
     if country == "US":
-        from stdnum.us import ein, tin
+        from stdnum.us import ein
 
-        if ein.is_valid(compact):
-            return TaxIdCheck(ein.format(ein.compact(compact)), "checksum", "us.ein")
-        if tin.is_valid(compact):
-            return TaxIdCheck(tin.format(tin.compact(compact)), "checksum", "us.tin")
-        raise TaxIdError("not a valid US EIN or TIN (us.ein)", "us.ein")
+        value = _run(ein, compact, "us.ein")
+        return TaxIdCheck(ein.format(value), "checksum", "us.ein")
     module = _module(country, "vat")
     if module is not None:
         scheme = f"{country.lower()}.vat"
