@@ -200,3 +200,20 @@ def test_unknown_command_is_named(app):
     with pytest.raises(CloseloopError) as exc:
         app.do("invoice.teleport", {})
     assert exc.value.code == "unknown_command" and "invoice.teleport" in exc.value.message
+
+
+def test_445_fiscal_calendar_drives_periods(app):
+    app.do("entity.create", {"code": "RT01", "name": "Retail Co", "country": "US", "currency": "USD",
+                             "fiscal_calendar": "4-4-5"})
+    post(app, "RT01", "2026-01-24", ("cash", "debit", "10.00"), ("4000", "credit", "10.00"))  # fiscal 2026-01
+    post(app, "RT01", "2026-01-25", ("cash", "debit", "5.00"), ("4000", "credit", "5.00"))    # fiscal 2026-02
+    assert app.query("journal", {"journal": "JE-RT01-0000002"})["period"] == "2026-02"
+    app.do("period.close", {"entity": "RT01", "period": "2026-01"})
+    with pytest.raises(CloseloopError) as exc:
+        post(app, "RT01", "2026-01-20", ("cash", "debit", "1.00"), ("4000", "credit", "1.00"))
+    assert exc.value.code == "period_closed"
+    post(app, "RT01", "2026-01-31", ("cash", "debit", "1.00"), ("4000", "credit", "1.00"))  # fiscal 2026-02 is open
+    assert app.query("profit_and_loss", {"entity": "RT01", "period": "2026-01"})["revenue"] == "10.00"
+    assert app.query("profit_and_loss", {"entity": "RT01", "period": "2026-02"})["revenue"] == "6.00"
+    assert app.query("balance", {"entity": "RT01", "role": "cash", "as_of": "2026-01-24"})["amount"] == "10.00"
+    assert app.query("balance", {"entity": "RT01", "role": "cash", "as_of": "2026-01-30"})["amount"] == "15.00"

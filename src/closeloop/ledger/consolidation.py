@@ -18,9 +18,10 @@ from typing import Any
 from closeloop.core.entities import get_entity, list_entities
 from closeloop.core.fx import rate_on
 from closeloop.core.money import check_currency, exponent, format_minor, round_half_up
-from closeloop.core.periods import iso, parse_date, period_end, period_of, period_start
+from closeloop.core.periods import iso, parse_date
 from closeloop.core.registry import payload, query
 from closeloop.ledger.reports import _by_id
+from closeloop.ledger.service import entity_calendar
 
 ELIMINATIONS = (("intercompany_receivable", "intercompany_payable"), ("intercompany_revenue", "intercompany_cost"))
 
@@ -32,15 +33,17 @@ def balances_by_currency(uow: Any, entity: str, as_of: date | None) -> dict[tupl
         rows = uow.all("SELECT account_id, currency, SUM(txn_amount) FROM ledger_balance WHERE entity = ?"
                        " GROUP BY account_id, currency", (entity,))
     else:
-        period = period_of(as_of)
-        full = as_of == period_end(period)
+        calendar = entity_calendar(uow, entity)
+        period = calendar.period_of(as_of)
+        first, last = calendar.bounds(period)
+        full = as_of == last
         rows = uow.all("SELECT account_id, currency, SUM(txn_amount) FROM ledger_balance WHERE entity = ? AND "
                        f"period {'<=' if full else '<'} ? GROUP BY account_id, currency", (entity, period))
         if not full:
             rows += uow.all(
                 "SELECT l.account_id, l.currency, SUM(l.txn_amount) FROM journal_entry e JOIN journal_line l"
                 " ON l.entry_id = e.id WHERE e.entity = ? AND e.date >= ? AND e.date <= ?"
-                " GROUP BY l.account_id, l.currency", (entity, iso(period_start(period)), iso(as_of)))
+                " GROUP BY l.account_id, l.currency", (entity, iso(first), iso(as_of)))
     for account_id, currency, amount in rows:
         key = (int(account_id), currency)
         out[key] = out.get(key, 0) + int(amount)

@@ -20,10 +20,10 @@ from closeloop.core.entities import get_entity
 from closeloop.core.errors import ConflictError, PeriodClosedError, ValidationError
 from closeloop.core.fx import rate_on
 from closeloop.core.money import exponent, format_minor, round_half_up
-from closeloop.core.periods import check_period, iso, period_end
+from closeloop.core.periods import check_period, iso
 from closeloop.core.registry import command, payload, query
 from closeloop.ledger.model import ACCOUNT_ROLES
-from closeloop.ledger.service import accounts, period_status
+from closeloop.ledger.service import accounts, entity_calendar, period_status
 
 MONETARY_ROLES = ("accounts_receivable", "cash", "payment_clearing", "unapplied_cash", "customer_credit",
                   "intercompany_receivable", "intercompany_payable")
@@ -50,7 +50,7 @@ def fx_revalue(uow: Any, cmd: FxRevalue) -> dict[str, Any]:
     unknown = [r for r in roles if r not in ACCOUNT_ROLES]
     if unknown:
         raise ValidationError(f"unknown account roles {unknown}", field="roles")
-    end = period_end(cmd.period)
+    end = entity_calendar(uow, ent.code).bounds(cmd.period)[1]
     day = iso(end)
     accts = accounts(uow, ent.code)
     lines = []

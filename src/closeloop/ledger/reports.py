@@ -13,10 +13,11 @@ from typing import Any
 
 from closeloop.core.errors import ValidationError
 from closeloop.core.money import format_minor
-from closeloop.core.periods import iso, parse_date, period_end, period_of, period_start
+from closeloop.core.periods import iso, parse_date
 from closeloop.core.registry import payload, query
 from closeloop.ledger.model import DEBIT_NORMAL, PROFIT_AND_LOSS, Account
-from closeloop.ledger.service import accounts, find_entry, resolve_account, single_entity
+from closeloop.core.calendars import FiscalCalendar
+from closeloop.ledger.service import accounts, entity_calendar, find_entry, resolve_account, single_entity
 
 
 def account_balances(uow: Any, entity: str, as_of: date | None) -> dict[int, int]:
@@ -26,8 +27,10 @@ def account_balances(uow: Any, entity: str, as_of: date | None) -> dict[int, int
         rows = uow.all("SELECT account_id, SUM(amount) FROM ledger_balance WHERE entity = ? GROUP BY account_id",
                        (entity,))
     else:
-        period = period_of(as_of)
-        if as_of == period_end(period):
+        calendar = entity_calendar(uow, entity)
+        period = calendar.period_of(as_of)
+        first, last = calendar.bounds(period)
+        if as_of == last:
             rows = uow.all(
                 "SELECT account_id, SUM(amount) FROM ledger_balance WHERE entity = ? AND period <= ?"
                 " GROUP BY account_id", (entity, period))
@@ -38,7 +41,7 @@ def account_balances(uow: Any, entity: str, as_of: date | None) -> dict[int, int
             rows += uow.all(
                 "SELECT l.account_id, SUM(l.amount) FROM journal_entry e JOIN journal_line l ON l.entry_id = e.id"
                 " WHERE e.entity = ? AND e.date >= ? AND e.date <= ? GROUP BY l.account_id",
-                (entity, iso(period_start(period)), iso(as_of)))
+                (entity, iso(first), iso(as_of)))
     for account_id, amount in rows:
         out[int(account_id)] = out.get(int(account_id), 0) + int(amount)
     return out
@@ -137,14 +140,17 @@ class ProfitAndLossQuery:
     end: str | None = None
 
 
-def date_range(period: str | None, start: str | None, end: str | None) -> tuple[date | None, date | None]:
+def date_range(period: str | None, start: str | None, end: str | None,
+               calendar: FiscalCalendar | None = None) -> tuple[date | None, date | None]:
+    """A period (``YYYY-MM``), a range of periods (``YYYY-MM..YYYY-MM``) or explicit dates."""
     if period:
         first, _, last = period.partition("..")
         last = last or first
         for p in (first, last):
             if len(p) != 7:
                 raise ValidationError(f"period {period!r} must be YYYY-MM or YYYY-MM..YYYY-MM", field="period")
-        return period_start(first), period_end(last)
+        cal = calendar or FiscalCalendar()
+        return cal.bounds(first)[0], cal.bounds(last)[1]
     return _date(start, "start"), _date(end, "end")
 
 
@@ -173,7 +179,8 @@ def profit_and_loss_data(uow: Any, entity: str | None, start: date | None, end: 
 
 @query("profit_and_loss", ProfitAndLossQuery, summary="Income statement over a period or date range")
 def profit_and_loss(uow: Any, q: ProfitAndLossQuery) -> dict[str, Any]:
-    start, end = date_range(q.period, q.start, q.end)
+    ent = single_entity(uow, q.entity)
+    start, end = date_range(q.period, q.start, q.end, entity_calendar(uow, ent.code))
     return profit_and_loss_data(uow, q.entity, start, end)
 
 

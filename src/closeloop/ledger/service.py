@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from closeloop.core.calendars import FiscalCalendar, calendar_named
 from closeloop.core.entities import LegalEntity, get_entity, insert_entity, list_entities
 from closeloop.core.errors import (
     ConflictError,
@@ -120,8 +121,7 @@ def entity_create(uow: Any, cmd: EntityCreate) -> dict[str, Any]:
         raise ValidationError(f"entity code {cmd.code!r} must be 1-16 letters or digits", field="code")
     if len(cmd.country) != 2 or not cmd.country.isalpha():
         raise ValidationError(f"country {cmd.country!r} must be an ISO 3166 alpha-2 code", field="country")
-    if cmd.fiscal_calendar not in ("calendar", "4-4-5"):
-        raise ValidationError("fiscal_calendar must be 'calendar' or '4-4-5'", field="fiscal_calendar")
+    calendar_named(cmd.fiscal_calendar)
     check_currency(cmd.currency)
     entity = LegalEntity(
         code=cmd.code, name=cmd.name, country=cmd.country.upper(), currency=cmd.currency, region=cmd.region,
@@ -217,7 +217,9 @@ def post_entries(
         ent = get_entity(uow, entity_code)
         ccy = ent.currency
         accts = accounts(uow, entity_code)
-        periods = {drafts[i].date[:7] for i in indexes}
+        fiscal = None if ent.fiscal_calendar == "calendar" else calendar_named(ent.fiscal_calendar)
+        periods = {drafts[i].date[:7] if fiscal is None else fiscal.period_of(Date.fromisoformat(drafts[i].date))
+                   for i in indexes}
         closed = closed_periods(uow, entity_code, min(periods), max(periods))
         head = uow.one(f"SELECT seq, hash FROM ledger_chain WHERE entity = ?{lock}", (entity_code,))
         seq, prev = (int(head[0]), head[1]) if head else (0, GENESIS_HASH)
@@ -228,7 +230,7 @@ def post_entries(
             day = d.date
             if len(day) != 10 or day[4] != "-" or day[7] != "-":
                 parse_date(day, record=record)
-            period = day[:7]
+            period = day[:7] if fiscal is None else fiscal.period_of(Date.fromisoformat(day))
             if period in closed:
                 raise PeriodClosedError(
                     f"{record}: period {period} of {entity_code} is closed; post into an open period",
@@ -560,6 +562,11 @@ def period_close(uow: Any, cmd: PeriodClose) -> dict[str, Any]:
     uow.emit("period.closed", "period", f"{cmd.entity}:{cmd.period}",
              {"entity": cmd.entity, "period": cmd.period}, entity=cmd.entity)
     return {"entity": cmd.entity, "period": cmd.period, "status": "closed", "changed": True}
+
+
+def entity_calendar(uow: Any, entity: str) -> FiscalCalendar:
+    """The entity's fiscal calendar (calendar months unless it was created with another)."""
+    return calendar_named(get_entity(uow, entity).fiscal_calendar)
 
 
 def entities_for(uow: Any, entity: str | None) -> list[LegalEntity]:
