@@ -455,7 +455,7 @@ def bench(
 
 
 # Each area may add its own commands: a module under closeloop.cli with register(app: typer.Typer).
-CLI_MODULES: tuple[str, ...] = ("closeloop.cli.web", "closeloop.cli.customers", "closeloop.cli.integration")
+CLI_MODULES: tuple[str, ...] = ("closeloop.cli.web", "closeloop.cli.customers", "closeloop.cli.integration", "closeloop.cli.contracts")
 
 
 def _register_area_clis() -> None:
