@@ -23,6 +23,8 @@ MODULES: tuple[str, ...] = (
     "closeloop.customers.webhook",
     "closeloop.posting.service",
     "closeloop.posting.intercompany",
+    "closeloop.close.gates",
+    "closeloop.close.service",
     "closeloop.catalog.service",
     "closeloop.contracts.service",
     "closeloop.contracts.opportunities",

@@ -61,6 +61,9 @@ AREAS: tuple[str, ...] = (
     "einvoice",
     "api",
     "auth",
+    "close",
+    "kpis",
+    "rollout",
 )
 
 

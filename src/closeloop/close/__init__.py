@@ -1,0 +1,1 @@
+"""Period close: the gated checklist, overrides, locking, reopening and the year-end close."""
