@@ -21,7 +21,6 @@ storage limit.
 from __future__ import annotations
 
 import csv
-import random
 import sqlite3
 import time
 from datetime import date
@@ -30,6 +29,7 @@ from typing import Any
 
 from closeloop.bench.runner import BenchContext, median, peak_rss_mb, result, workload
 from closeloop.customers import matching
+from closeloop.customers.demo import MAPPING_YAML, generate_accounts
 
 # --------------------------------------------------------------------------- Febrl
 
@@ -183,86 +183,6 @@ def dedup_febrl(ctx: BenchContext) -> list[dict[str, Any]]:
 
 
 # --------------------------------------------------------------------------- import
-
-HEADERS = ["ID", "ISDELETED", "MASTERRECORDID", "NAME", "TYPE", "PARENTID", "BILLINGSTREET", "BILLINGCITY",
-           "BILLINGSTATE", "BILLINGPOSTALCODE", "BILLINGCOUNTRY", "PHONE", "WEBSITE", "VAT_NUMBER__C",
-           "LASTMODIFIEDDATE"]
-_WORDS = ("Acme Globex Initech Umbrella Stark Wayne Wonka Tyrell Cyberdyne Soylent Hooli Vandelay Pied Piper Aperture"
-          " Massive Dynamic Oscorp Gringotts Monarch Virtucon Zorg Nakatomi Weyland Yutani Dunder Mifflin Kramerica"
-          " Prestige Sterling Cooper Bluth Gekko Duff Krusty Sirius Ollivander Octan Genco Axiom Nordic Atlas Boreal"
-          " Cobalt Delta Ember Fjord Granite Harbor Iris Juniper Kestrel Lumen Meridian Nimbus Orchid Pioneer Quartz"
-          " Ridge Summit Tundra Vertex Willow Zephyr").split()
-_SUFFIXES = ("Inc", "LLC", "Ltd", "GmbH", "Corp", "Group", "Holdings", "SA", "BV", "AB", "", "", "")
-_STREETS = ("Main Street", "Market St", "Oak Avenue", "High Street", "Church Road", "Park Lane", "Hauptstrasse",
-            "Rue de la Paix", "Elm Drive", "Harbour Road")
-_COUNTRIES = (("US", "United States", "CA", "94105"), ("US", "USA", "NY", "10017"), ("GB", "United Kingdom", "",
-              "SW1A 1AA"), ("DE", "Germany", "", "10115"), ("FR", "France", "", "75008"), ("CA", "Canada", "ON",
-              "M5V 3L9"), ("NL", "Netherlands", "", "1012 AB"), ("US", "US", "TX", "73301"))
-_VAT = {"DE": "DE136695976", "GB": "GB980780684", "FR": "FR40303265045", "NL": "NL004495445B01"}
-
-
-def _typo(text: str, rng: random.Random) -> str:
-    if len(text) < 4:
-        return text
-    i = rng.randrange(1, len(text) - 1)
-    op = rng.randrange(3)
-    if op == 0:
-        return text[:i] + text[i + 1:]
-    if op == 1:
-        return text[:i] + text[i + 1] + text[i] + text[i + 2:]
-    return text[:i] + rng.choice("aeiourstln") + text[i + 1:]
-
-
-def generate_accounts(n: int, path: Path, *, duplicate_share: float = 0.05, seed: int = 7,
-                      bad_rows: int = 0) -> dict[str, Any]:
-    """A Data Loader style account export: ``n`` rows, of which ``duplicate_share`` duplicate an
-    earlier account (new id, a typo or a different legal form, same address), and ``bad_rows``
-    with an unknown country or a tax id that fails its checksum. Returns what was planted."""
-    rng = random.Random(seed)
-    originals: list[list[str]] = []
-    planted: list[tuple[str, str]] = []
-    bad: list[str] = []
-    with path.open("w", encoding="cp1252", errors="replace", newline="") as fh:
-        writer = csv.writer(fh, quoting=csv.QUOTE_ALL, lineterminator="\r\n")
-        writer.writerow(HEADERS)
-        for k in range(n):
-            sf_id = f"001x{k:011d}AAA"
-            if originals and rng.random() < duplicate_share:
-                src = rng.choice(originals)
-                name = src[3]
-                variant = rng.randrange(3)
-                if variant == 0:
-                    name = _typo(name, rng)
-                elif variant == 1:
-                    base = " ".join(w for w in name.split() if w not in _SUFFIXES)
-                    name = f"{base} {rng.choice(('Inc.', 'Limited', 'Corporation', 'Co'))}"
-                else:
-                    name = name.upper()
-                row = [sf_id, "false", "", name, "Customer", "", src[6], src[7], src[8], src[9], src[10], src[11],
-                       src[12], src[13], "2026-01-0%dT10:00:00.000Z" % rng.randint(1, 9)]
-                planted.append((src[0], sf_id))
-            else:
-                country, spelled, state, postcode = rng.choice(_COUNTRIES)
-                words = rng.sample(_WORDS, 2)
-                name = f"{words[0]} {words[1]} {k} {rng.choice(_SUFFIXES)}".strip()
-                street = f"{rng.randint(1, 9999)} {rng.choice(_STREETS)}"
-                vat = _VAT.get(country, "") if rng.random() < 0.3 else ""
-                row = [sf_id, "false", "", name, "Customer", "", street, f"City{rng.randint(1, 300)}", state,
-                       postcode, spelled, f"+1 555 {rng.randint(1000000, 9999999)}",
-                       f"https://www.{words[0].lower()}{k}.example.org", vat, "2025-12-01T10:00:00.000Z"]
-                originals.append(row)
-            if bad_rows and len(bad) < bad_rows and rng.random() < bad_rows * 3 / n:
-                if rng.random() < 0.5:
-                    row[10] = "Atlantis"
-                else:
-                    row[10], row[13] = "Germany", "DE136695977"
-                bad.append(sf_id)
-            writer.writerow(row)
-    return {"rows": n, "duplicates": planted, "bad": bad}
-
-
-MAPPING_YAML = "fields:\n  tax_id: VAT_NUMBER__C\n"
-
 
 @workload("customers.import")
 def customers_import(ctx: BenchContext) -> list[dict[str, Any]]:

@@ -45,7 +45,6 @@ from closeloop.core.uow import dumps
 from closeloop.customers import matching
 from closeloop.customers.model import (
     DEFAULT_PAYMENT_TERMS_DAYS,
-    FIELDS,
     QualityInput,
     clean,
     fold,

@@ -243,11 +243,7 @@ def normalise_website(value: str) -> str | None:
 
 
 # Legal forms and filler words that do not identify a company.
-LEGAL_FORMS = frozenset("""
-inc incorporated corp corporation co company ltd limited llc llp lp plc pllc gmbh ag kg ohg ug mbh
-sa sas sarl sàrl srl spa bv nv oy oyj ab as asa aps pty pte kk gk sl sau sc scs ltda eirl se
-cv sab de the and und et y of group holding holdings intl international
-""".split())
+LEGAL_FORMS = frozenset(["inc", "incorporated", "corp", "corporation", "co", "company", "ltd", "limited", "llc", "llp", "lp", "plc", "pllc", "gmbh", "ag", "kg", "ohg", "ug", "mbh", "sa", "sas", "sarl", "sàrl", "srl", "spa", "bv", "nv", "oy", "oyj", "ab", "as", "asa", "aps", "pty", "pte", "kk", "gk", "sl", "sau", "sc", "scs", "ltda", "eirl", "se", "cv", "sab", "de", "the", "and", "und", "et", "y", "of", "group", "holding", "holdings", "intl", "international"])
 _NON_WORD = re.compile(r"[^0-9a-z]+")
 
 

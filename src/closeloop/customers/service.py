@@ -45,7 +45,6 @@ from closeloop.customers.model import (
     QualityInput,
     address_key,
     address_line,
-    creates_cycle,
     domain_of,
     name_key,
     quality_score,

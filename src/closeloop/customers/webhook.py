@@ -158,11 +158,11 @@ def crm_event(uow: Any, cmd: CrmEvent) -> dict[str, Any]:
                                   record=event_id)
         outcome = upsert_customer(uow, ext, {k: v for k, v in data.items() if k in FIELDS}, kind="webhook",
                                   system=data.get("system"))
-        result = {"id": event_id, "status": "applied", **outcome.to_dict()}
+        result = {**outcome.to_dict(), "id": event_id, "outcome": outcome.status, "status": "applied"}
     elif kind == "account.deleted":
         c = get_customer(uow, ext, field="event.data.external_id")
         outcome = upsert_customer(uow, c.external_id, {"status": "inactive"}, kind="webhook")
-        result = {"id": event_id, "status": "applied", **outcome.to_dict()}
+        result = {**outcome.to_dict(), "id": event_id, "outcome": outcome.status, "status": "applied"}
     else:
         survivor = data.get("survivor")
         if not survivor:
