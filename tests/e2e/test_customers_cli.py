@@ -54,4 +54,4 @@ def test_import_refused_then_accept_valid_then_customers_commands(db):
     sor = cli("customers", "sor", "--entity-type", "customer", "--json", db=db)
     assert json.loads(sor.stdout)["entities"]["customer"]["fields"]["payment_terms_days"] == ["billing"]
     missing = cli("import", "crm", str(FIXTURES / "nope.csv"), db=db)
-    assert missing.returncode == 3 and "does not exist" in missing.stderr
+    assert missing.returncode == 3 and "nope.csv does not" in missing.stderr
