@@ -29,6 +29,8 @@ MODULES: tuple[str, ...] = (
     "closeloop.contracts.service",
     "closeloop.contracts.opportunities",
     "closeloop.tax.service",
+    "closeloop.billing.subscriptions",
+    "closeloop.billing.service",
     "closeloop.integration.delivery",
     "closeloop.integration.webhooks",
     "closeloop.integration.crm",
