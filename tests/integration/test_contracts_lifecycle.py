@@ -10,6 +10,7 @@ import pytest
 
 from closeloop.catalog.model import PriceTerms
 from closeloop.catalog.rating import rate
+from closeloop.contracts.service import validate_contract_payload
 from tests.fixtures.contracts.helpers import catalogue, company, events, refuse, seats_quote
 
 
@@ -70,6 +71,10 @@ def test_activation_emits_everything_billing_and_revenue_need(world):
     assert [(s["line_id"], s["from"], s["to"], s["value"]) for s in p["segments"]] == [
         ("seats", "2026-01-01", "2026-12-31", "1080.00"), ("calls", "2026-01-01", "2026-12-31", "0.00"),
         ("impl", "2026-01-01", "2026-12-31", "30000.00")]
+    validate_contract_payload(p)
+    with pytest.raises(ValueError) as bad:
+        validate_contract_payload({**p, "customer_id": "12", "lines": [{"line_id": "x", "price": {}}]})
+    assert "customer_id: missing or not int" in str(bad.value) and "lines[0].price.model: missing" in str(bad.value)
 
 
 def test_amendment_mid_term_is_prorated_and_the_contract_reads_as_of_any_date(world, clock):
@@ -237,6 +242,8 @@ def test_auto_renewal_run_renews_every_term_that_has_ended_once(world, clock):
     assert (contract(app, "2029-02-01")["lines"][0]["unit_amount"], contract(app, "2029-02-01")["mrr"]) == (
         "10.92727", "109.27")
     assert [e["payload"]["change"]["reason"] for e in events(app, "contract.renewed")] == ["auto-renewal"] * 3
+    for e in events(app, "contract."):
+        validate_contract_payload(e["payload"])
     assert contract(app, "2027-06-01", "C2")["status"] == "expired"
     assert contract(app, "2027-06-01", "C3")["status"] == "cancelled"
 

@@ -270,6 +270,24 @@ def plan_conversion(uow: Any, opp: Mapping[str, Any], mapping: Mapping[str, Any]
     return Conversion(spec, ())
 
 
+def _entity_of(uow: Any, opp: Mapping[str, Any]) -> str | None:
+    """The selling entity an opportunity belongs to, as far as it can be told (for the exception queue)."""
+    if opp.get("entity"):
+        return str(opp["entity"])
+    try:
+        from closeloop.customers.service import get_customer
+
+        entity = get_customer(uow, str(opp["customer"])).entity
+        if entity:
+            return str(entity)
+    except NotFoundError:
+        pass
+    from closeloop.core.entities import list_entities
+
+    found = list_entities(uow)
+    return found[0].code if len(found) == 1 else None
+
+
 def _dedup(external_id: str) -> str:
     return f"opportunity_unconvertible:{external_id}"
 
@@ -307,8 +325,9 @@ def convert(uow: Any, opp: Mapping[str, Any], mapping: Mapping[str, Any]) -> dic
     if reasons:
         text = f"opportunity {ext} cannot become a quote: " + "; ".join(reasons)
         exc_id = open_exception(uow, "opportunity_unconvertible", record_type="opportunity", record_id=ext,
-                                message=text, details={"reasons": reasons, "customer": opp["customer"],
-                                                       "currency": opp["currency"]},
+                                message=text, entity=_entity_of(uow, opp),
+                                details={"reasons": reasons, "customer": opp["customer"],
+                                         "currency": opp["currency"]},
                                 dedup_key=_dedup(ext))
         uow.execute("UPDATE contracts_opportunity SET status = 'unconvertible', reason = ?, updated_at = ?"
                     " WHERE external_id = ?", (text, uow.now(), ext))

@@ -526,10 +526,7 @@ def _contract_payload(header: dict[str, Any], before: Timeline | None, tl: Timel
     cur = header["currency"]
     bday = int(header["billing_day"])
     eff = change.effective
-    if change.kind == "cancellation":
-        in_force = tl.segments_on(eff - ONE_DAY)
-    else:
-        in_force = tl.segments_on(eff)
+    in_force = tl.segments_on(eff - ONE_DAY) if change.kind == "cancellation" else tl.segments_on(eff)
     view = replay(list(tl.applied) + list(tl.voided), eff)
     vals = values(view, eff, bday)
     term = tl.term_on(min(max(eff, tl.start), tl.terms[-1].end))
@@ -583,6 +580,41 @@ def _contract_payload(header: dict[str, Any], before: Timeline | None, tl: Timel
 
 EVENT_TYPES = {"activation": "contract.activated", "amendment": "contract.amended", "renewal": "contract.renewed",
                "cancellation": "contract.cancelled"}
+
+# The contract event payload, version 1 (docs/events.md): required keys and their JSON types.
+CONTRACT_KEYS: dict[str, tuple[type, ...]] = {
+    "contract_id": (str,), "quote_id": (str,), "customer": (str,), "customer_id": (int,), "entity": (str,),
+    "currency": (str,), "billing_day": (int,), "auto_renew": (bool,), "start": (str,), "service_end": (str,),
+    "status": (str,), "term": (dict,), "terms": (list,), "change": (dict,), "effective": (str,), "lines": (list,),
+    "changed_lines": (list,), "segments": (list,), "values": (dict,),
+}
+LINE_KEYS = ("line_id", "sku", "treatment", "tax_code", "price", "quantity", "discount_pct", "unit_amount",
+             "period_amount", "ssp", "milestones", "performing_entity", "from", "to")
+PRICE_KEYS = ("price_id", "model", "currency", "amount", "tiers", "package_size", "period", "timing", "metric",
+              "aggregation")
+
+
+def validate_contract_payload(payload: dict[str, Any]) -> None:
+    """Raise ValueError naming every missing or mistyped field of a contract.* v1 payload."""
+    problems = [f"{k}: missing or not {t[0].__name__}" for k, t in CONTRACT_KEYS.items()
+                if not isinstance(payload.get(k), t) or (t == (int,) and isinstance(payload.get(k), bool))]
+    for i, line in enumerate(payload.get("lines") or []):
+        problems += [f"lines[{i}].{k}: missing" for k in LINE_KEYS if k not in line]
+        problems += [f"lines[{i}].price.{k}: missing" for k in PRICE_KEYS if k not in (line.get("price") or {})]
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
+def _register_schemas() -> None:
+    try:
+        from closeloop.core.events import register_schema
+    except ImportError:  # pragma: no cover - an outbox without schemas
+        return
+    for event_type in EVENT_TYPES.values():
+        register_schema(event_type, validate_contract_payload, version=EVENT_VERSION)
+
+
+_register_schemas()
 
 
 def _record_change(uow: Any, header: dict[str, Any], changes: list[Change], change: Change) -> dict[str, Any]:
@@ -733,9 +765,8 @@ def _line_update(uow: Any, ch: LineChangeIn, line: ContractLine, where: str, pro
         price, terms = p.terms, p.terms
         product = ProductRef(prod.sku, prod.name, prod.treatment, prod.tax_code, prod.revenue_role, prod.family)
     q = ch.quantity
-    if q is not None:
-        if q < 0 or (q == 0 and not terms.metered):
-            bad("quantity", f"must be above zero ({q}); remove the line instead")
+    if q is not None and (q < 0 or (q == 0 and not terms.metered)):
+        bad("quantity", f"must be above zero ({q}); remove the line instead")
     new_q = q if q is not None else line.quantity
     if not terms.metered and terms.model == "flat" and new_q != 1:
         bad("quantity", "a flat price charges a fixed amount; quantity must be 1")
