@@ -31,6 +31,7 @@ MODULES: tuple[str, ...] = (
     "closeloop.tax.service",
     "closeloop.billing.subscriptions",
     "closeloop.billing.service",
+    "closeloop.einvoice.service",
     "closeloop.integration.delivery",
     "closeloop.integration.webhooks",
     "closeloop.integration.crm",

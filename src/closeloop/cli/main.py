@@ -455,7 +455,8 @@ def bench(
 
 
 # Each area may add its own commands: a module under closeloop.cli with register(app: typer.Typer).
-CLI_MODULES: tuple[str, ...] = ("closeloop.cli.web", "closeloop.cli.customers", "closeloop.cli.integration", "closeloop.cli.contracts")
+CLI_MODULES: tuple[str, ...] = ("closeloop.cli.web", "closeloop.cli.customers", "closeloop.cli.integration", "closeloop.cli.contracts",
+                                "closeloop.cli.einvoice")
 
 
 def _register_area_clis() -> None:
