@@ -316,3 +316,17 @@ def test_usage_and_invoice_routes_appear_when_their_operations_exist(server, cli
     body = assert_error(client.post("/api/v1/usage", headers=server.headers("ctrl"),
                                     json={"events": [{"nonsense": 1}]}), 422, "validation_error")
     assert body["details"]["index"] == 0
+
+
+def test_commands_that_read_files_take_uploaded_names_only(server, client, tmp_path):
+    ops = registry.operations()
+    if "customer.import" not in ops:
+        pytest.skip("customer.import is not implemented yet")
+    server.asgi.state.api.upload_dir = tmp_path
+    h = server.headers("tester")
+    for value in ("/etc/passwd", "../../etc/passwd", ["ok.csv", "/etc/shadow"]):
+        body = assert_error(client.post("/api/v1/commands/customer.import", headers=h,
+                                        json={"file": value, "format": "salesforce"}), 422, "validation_error")
+        assert body["details"]["reason"] == "path_traversal"
+    assert_error(client.post("/api/v1/commands/customer.import", headers=h,
+                             json={"file": "never-uploaded.csv", "format": "salesforce"}), 404, "not_found")

@@ -14,7 +14,7 @@ from schemathesis.checks import (  # noqa: E402
     status_code_conformance,
 )
 
-EXAMPLES = 8  # per operation; the whole contract run stays well under a minute
+EXAMPLES = 6  # per operation; the whole contract run stays well under a minute
 CHECKS = [not_a_server_error, response_schema_conformance, status_code_conformance, content_type_conformance]
 
 

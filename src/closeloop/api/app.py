@@ -42,11 +42,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from closeloop.api import idempotency
 from closeloop.api.errors import ERROR_SCHEMA, ApiError, body, error_response, status_of
 from closeloop.api.guard import (
-    FILE_FIELDS,
     MAX_BODY,
     MAX_UPLOAD,
     check_file_name,
     check_values,
+    is_file_field,
     parse_json_object,
     read_body,
 )
@@ -235,14 +235,21 @@ class Api:
         """Validate at the boundary (the App validates again) and map file names into the upload folder."""
         parsed = op.parse(data)
         check_values(parsed)
-        for field in FILE_FIELDS:
-            if field in op.fields and data.get(field) is not None:
-                name = check_file_name(data[field], field)
-                path = self.upload_dir / name
-                if not path.is_file():
-                    raise NotFoundError(f"{field} {name!r} has not been uploaded (POST /api/v1/files)", field=field,
-                                        record=name)
-                data = {**data, field: str(path)}
+        for field in op.fields:
+            if is_file_field(field) and data.get(field) is not None:
+                value = data[field]
+                names = value if isinstance(value, list) else [value]
+                paths = []
+                for i, name in enumerate(names):  # every name first: a path anywhere refuses the request
+                    check_file_name(name, f"{field}[{i}]" if isinstance(value, list) else field)
+                for i, name in enumerate(names):
+                    where = f"{field}[{i}]" if isinstance(value, list) else field
+                    path = self.upload_dir / name
+                    if not path.is_file():
+                        raise NotFoundError(f"{where} {name!r} has not been uploaded (POST /api/v1/files)",
+                                            field=where, record=name)
+                    paths.append(str(path))
+                data = {**data, field: paths if isinstance(value, list) else paths[0]}
         return data
 
     def run(self, principal: Principal, op: Operation, data: dict[str, Any]) -> dict[str, Any]:

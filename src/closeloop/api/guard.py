@@ -21,7 +21,13 @@ MAX_BODY = 1_048_576  # bytes; commands and queries
 MAX_UPLOAD = 10 * 1_048_576  # bytes; POST /api/v1/files
 INT64 = 2**63 - 1
 MAX_DECIMAL = Decimal("1e15")
-FILE_FIELDS = ("file",)
+# Payload fields that name files on the server (imports, bank statements): over HTTP they take names of
+# files uploaded with POST /api/v1/files, never paths. Fields ending in "_file"/"_files" count too.
+FILE_FIELDS = ("file", "files", "line_items", "path")
+
+
+def is_file_field(name: str) -> bool:
+    return name in FILE_FIELDS or name.endswith(("_file", "_files", "_path"))
 FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 

@@ -48,8 +48,15 @@ def _folders() -> list[Path]:
     return [here.parents[3] / "docs" / "playbooks", Path.cwd() / "docs" / "playbooks"]
 
 
+def playbook(kind: str, text: str | None = None) -> Markup:
+    """The playbook as HTML: ``text`` when the exception query gave one, else the shipped file or default."""
+    if text:
+        return Markup(_md.render(text))
+    return _default(kind)
+
+
 @lru_cache(maxsize=64)
-def playbook(kind: str) -> Markup:
+def _default(kind: str) -> Markup:
     text = DEFAULTS.get(kind, "No playbook yet for this kind: describe the resolution in the reason.")
     if kind.replace("_", "").isalnum():
         for folder in _folders():

@@ -81,8 +81,9 @@ def _history(request: Request, exception_id: int) -> list[dict[str, Any]]:
 
 
 def _find(request: Request, exception_id: int) -> dict[str, Any]:
-    # The exceptions query filtered by the id's record is not available; the queue is scanned with the
-    # user's scope, so an exception of another entity is simply not found.
+    if has_operation("exception"):  # one exception with its history and playbook (control area)
+        return dict(run_query(request, "exception", {"exception": exception_id}))
+    # Otherwise scan the queue with the user's scope: an exception of another entity is not found.
     for item in run_query(request, "exceptions", {"limit": 10000})["items"]:
         if item["id"] == exception_id:
             return dict(item)
@@ -95,8 +96,9 @@ def _find(request: Request, exception_id: int) -> dict[str, Any]:
 def detail(request: Request, exception_id: int) -> Response:
     item = _find(request, exception_id)
     item["age"] = _age(item, today(request))
-    return render(request, "exception.html", item=item, playbook=playbook(item["kind"]), actions=ACTIONS,
-                  history=_history(request, exception_id))
+    history = item["history"] if isinstance(item.get("history"), list) else _history(request, exception_id)
+    return render(request, "exception.html", item=item, playbook=playbook(item["kind"], item.get("playbook")),
+                  actions=ACTIONS, history=history)
 
 
 @router.post("/exceptions/{exception_id}/resolve")
