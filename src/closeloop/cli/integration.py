@@ -24,10 +24,10 @@ def parse_record(text: str) -> dict[str, Any]:
     if text.startswith("{"):
         data = json.loads(text)
         if not isinstance(data, dict):
-            raise typer.BadParameter("a record is kind:id or a JSON object")
+            raise ValueError("a record is kind:id or a JSON object")
         return data
     if ":" not in text:
-        raise typer.BadParameter(f"{text!r}: give kind:id, e.g. journal:JE-US01-0000001 or event:12")
+        raise ValueError(f"{text!r}: give kind:id, e.g. journal:JE-US01-0000001 or event:12")
     kind, ident = text.split(":", 1)
     record: dict[str, Any] = {}
     if "#" in ident:
@@ -43,6 +43,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one place that wires eve
 
     from closeloop.cli.main import (
         EXIT_CHECK_FAILED,
+        EXIT_USAGE,
         JsonFlag,
         emit_json,
         err,
@@ -348,8 +349,13 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one place that wires eve
         as_json: JsonFlag = False,
     ) -> None:
         """Explain a record back to its sources: each step with who and when."""
+        try:
+            parsed = parse_record(record)
+        except ValueError as exc:
+            err.print(f"[bold red]usage[/]: {exc}")
+            raise typer.Exit(EXIT_USAGE) from None
         with open_app() as cl:
-            result = cl.query("lineage", {"record": parse_record(record),
+            result = cl.query("lineage", {"record": parsed,
                                           "direction": "both" if forward else "back"})
         if as_json:
             emit_json(result)
