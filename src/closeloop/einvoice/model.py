@@ -134,7 +134,8 @@ def check_totals(doc: Mapping[str, Any]) -> list[Problem]:
         problems.append(Problem("tax", f"{tax} is not the sum of the line tax amounts ({line_tax})"))
     if subtotal + tax != total:
         problems.append(Problem("total", f"{total} is not subtotal {subtotal} + tax {tax}"))
-    if "amount_due" in doc and total - dec(doc.get("credit_applied")) != dec(doc.get("amount_due")):
+    due = total - dec(doc.get("credit_applied"))
+    if "amount_due" in doc and not is_credit(doc) and max(due, Decimal(0)) != dec(doc.get("amount_due")):
         problems.append(Problem("amount_due", f"{doc.get('amount_due')} is not total {total} - credit applied"
                                 f" {dec(doc.get('credit_applied'))}"))
     if groups:
@@ -311,7 +312,8 @@ def en16931(doc: Mapping[str, Any]) -> dict[str, Any]:
     data["BG-25"] = out_lines
     subtotal, tax, total = (_money(doc.get(k), sign) for k in ("subtotal", "tax", "total"))
     paid = _money(doc.get("credit_applied"), sign) if doc.get("credit_applied") not in (None, "") else None
-    due = _money(doc.get("amount_due"), sign) if doc.get("amount_due") not in (None, "") else total
+    # BR-CO-16: amount due = total - paid; a credit memo's "due" is its total (what is credited)
+    due = total if credit else format(dec(total) - dec(paid or 0), "f")
     data.update({"BT-106": subtotal, "BT-109": subtotal, "BT-110": tax, "BT-112": total, "BT-115": due})
     if paid is not None and dec(paid) != 0:
         data["BT-113"] = paid

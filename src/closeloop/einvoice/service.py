@@ -44,7 +44,7 @@ def set_document_provider(fn: DocumentProvider | None) -> DocumentProvider | Non
     return previous
 
 
-def invoice_document(uow: Any, number: str) -> Mapping[str, Any]:
+def invoice_document(uow: Any, number: Any) -> Mapping[str, Any]:
     if _PROVIDER is not None:
         return _PROVIDER(uow, number)
     try:
@@ -80,7 +80,8 @@ def figures(doc: Mapping[str, Any]) -> dict[str, Any]:
         "number": doc["number"], "currency": doc["currency"],
         "subtotal": model.dec(doc["subtotal"]) * sign, "tax": model.dec(doc["tax"]) * sign,
         "total": model.dec(doc["total"]) * sign,
-        "amount_due": model.dec(doc.get("amount_due", doc["total"])) * sign,
+        "amount_due": (model.dec(doc["total"]) * sign if model.is_credit(doc)
+                       else model.dec(doc["total"]) - model.dec(doc.get("credit_applied"))),
         "breakdown": sorted((model.category(g), model.dec(g["rate"]) * 100, model.dec(g["taxable"]) * sign,
                              model.dec(g["tax"]) * sign) for g in doc.get("tax_breakdown") or []),
         "lines": [(str(x["line_no"]), model.dec(x["net"]) * sign) for x in doc.get("lines") or []],
@@ -192,7 +193,7 @@ def customer_einvoice_format(uow: Any, cmd: CustomerEinvoiceFormat) -> dict[str,
 
 @payload
 class EinvoiceExport:
-    invoice: str
+    invoice: str | dict[str, Any]  # a number, or {customer, seq} as in scenarios
     format: str | None = None
 
 
@@ -213,17 +214,18 @@ def einvoice_export(uow: Any, cmd: EinvoiceExport) -> dict[str, Any]:
 
 @payload
 class EinvoiceQuery:
-    invoice: str
+    invoice: str | dict[str, Any]
     format: str | None = None
 
 
 @query("einvoice", EinvoiceQuery, summary="The e-invoices stored with an invoice or credit memo")
 def einvoice(uow: Any, q: EinvoiceQuery) -> dict[str, Any]:
+    number = q.invoice if isinstance(q.invoice, str) else str(invoice_document(uow, q.invoice)["number"])
     rows = uow.dicts("SELECT invoice, format, kind, status, media_type, filename, content, sha256, problems,"
                      " created_at, origin FROM einvoice_document WHERE invoice = ? ORDER BY format",
-                     (q.invoice,))
+                     (number,))
     items = [_result(r) for r in rows if q.format is None or r["format"] == q.format]
-    return {"invoice": q.invoice, "count": len(items), "items": items}
+    return {"invoice": number, "count": len(items), "items": items}
 
 
 @payload
