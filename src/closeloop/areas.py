@@ -25,6 +25,7 @@ MODULES: tuple[str, ...] = (
     "closeloop.posting.intercompany",
     "closeloop.close.gates",
     "closeloop.close.service",
+    "closeloop.kpis.service",
     "closeloop.catalog.service",
     "closeloop.contracts.service",
     "closeloop.contracts.opportunities",

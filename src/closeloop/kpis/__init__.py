@@ -1,0 +1,1 @@
+"""KPIs computed from the data (docs/kpis.md)."""
