@@ -19,6 +19,7 @@ from closeloop.core.clock import Clock, SystemClock
 from closeloop.core.db import Dialect, create_engine, current_heads, expected_heads, resolve_url, upgrade
 from closeloop.core.errors import CloseloopError, ForbiddenError
 from closeloop.core.events import DeliveryReport, Dispatcher
+from closeloop.core.guards import run_guards
 from closeloop.core.uow import UnitOfWork, dumps
 
 _expected_heads: set[str] | None = None
@@ -156,6 +157,7 @@ class App:
                 if uow.correlation_id is None:
                     uow.correlation_id = f"cmd-{command_id}"
                 cmd = self.authorizer.authorize(uow, op, cmd, actor)
+                run_guards(uow, op, cmd)
                 result = self.authorizer.check_result(uow, op, cmd, op.fn(uow, cmd), actor)
         except CloseloopError as err:
             kept = current[0].kept_on_failure if current else []

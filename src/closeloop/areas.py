@@ -26,6 +26,8 @@ MODULES: tuple[str, ...] = (
     "closeloop.close.gates",
     "closeloop.close.service",
     "closeloop.kpis.service",
+    "closeloop.rollout.waves",
+    "closeloop.rollout.variations",
     "closeloop.catalog.service",
     "closeloop.contracts.service",
     "closeloop.contracts.opportunities",
