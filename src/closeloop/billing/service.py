@@ -598,8 +598,9 @@ def _candidates(uow: Any, as_of: str, entity: str | None, customer_id: int | Non
     return [int(r[0]) for r in uow.all(sql + " ORDER BY customer_id", params)]
 
 
-def start_run(uow: Any, as_of: date, entity: str | None, partition_size: int = PARTITION_SIZE) -> tuple[int, int]:
+def start_run(uow: Any, as_of: date, entity: str | None, partition_size: int | None = None) -> tuple[int, int]:
     """Create a bill run and its partitions (customers due by ``as_of``); returns (run id, partitions)."""
+    partition_size = partition_size or PARTITION_SIZE
     last = _last_run(uow, entity)
     if last is not None and as_of.isoformat() < last:
         raise ValidationError(f"bill run as of {as_of} is before the last bill run ({last}); a bill run date never"
@@ -611,16 +612,20 @@ def start_run(uow: Any, as_of: date, entity: str | None, partition_size: int = P
     run_id = int(uow.scalar(
         "INSERT INTO billing_run (as_of, entity, status, partitions, invoices, held, actor, started_at)"
         " VALUES (?,?,'running',?,0,0,?,?) RETURNING id", (as_of.isoformat(), entity, parts, uow.actor, uow.now())))
-    uow.executemany("INSERT INTO billing_run_partition (run_id, partition, status, invoices) VALUES (?,?,'pending',0)",
-                    [(run_id, p) for p in range(parts)])
+    bounds = [customers[p * partition_size:(p + 1) * partition_size] for p in range(parts)]
+    uow.executemany("INSERT INTO billing_run_partition (run_id, partition, status, invoices, first_customer,"
+                    " last_customer) VALUES (?,?,'pending',0,?,?)",
+                    [(run_id, p, ids[0], ids[-1]) for p, ids in enumerate(bounds)])
     return run_id, parts
 
 
 def partition_customers(uow: Any, run_id: int, partition: int) -> list[int]:
-    row = uow.one("SELECT as_of, entity, partitions FROM billing_run WHERE id = ?", (run_id,))
-    customers = _candidates(uow, row[0], row[1])
-    size = -(-len(customers) // int(row[2])) if row[2] else 0
-    return customers[partition * size:(partition + 1) * size] if size else []
+    """The customers of a partition still due (fixed at the start of the run: a range of customer ids)."""
+    row = uow.one("SELECT r.as_of, r.entity, p.first_customer, p.last_customer FROM billing_run r JOIN"
+                  " billing_run_partition p ON p.run_id = r.id WHERE r.id = ? AND p.partition = ?", (run_id, partition))
+    if row is None or row[2] is None:
+        return []
+    return [c for c in _candidates(uow, row[0], row[1]) if int(row[2]) <= c <= int(row[3])]
 
 
 def claim_partition(uow: Any, run_id: int, worker: str) -> int | None:
@@ -690,7 +695,7 @@ def billing_run(uow: Any, cmd: BillingRun) -> dict[str, Any]:
     return finish_run(uow, run_id)
 
 
-def run_in_partitions(app: Any, as_of: str, entity: str | None = None, *, partition_size: int = PARTITION_SIZE,
+def run_in_partitions(app: Any, as_of: str, entity: str | None = None, *, partition_size: int | None = None,
                       worker: str = "worker", run_id: int | None = None,
                       stop_after: int | None = None) -> dict[str, Any]:
     """A bill run with one transaction per partition (what workers share): start it (or resume ``run_id``),

@@ -127,6 +127,8 @@ billing_run_partition = sa.Table(
     sa.Column("claimed_by", sa.String(64)),
     sa.Column("invoices", sa.Integer, nullable=False),
     sa.Column("done_at", sa.String(32)),
+    sa.Column("first_customer", sa.BigInteger),  # the partition's customers: ids in [first, last]
+    sa.Column("last_customer", sa.BigInteger),
 )
 
 billing_invoice = sa.Table(
