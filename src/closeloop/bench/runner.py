@@ -31,6 +31,7 @@ WORKLOAD_MODULES: tuple[str, ...] = (
     "closeloop.bench.ledger",
     "closeloop.bench.customers",
     "closeloop.bench.api",
+    "closeloop.bench.events",
 )
 
 _WORKLOADS: dict[str, Callable[[BenchContext], list[dict[str, Any]]]] = {}
