@@ -101,6 +101,9 @@ def _configure_sqlite(engine: Engine) -> None:
         cur.execute("PRAGMA busy_timeout=30000")
         cur.execute("PRAGMA cache_size=-65536")
         cur.execute("PRAGMA temp_store=MEMORY")
+        # Checkpoint less often: hot pages (chain heads, balances, index tails) rewritten by many
+        # small commits are then copied back to the database once per checkpoint, not once each.
+        cur.execute("PRAGMA wal_autocheckpoint=10000")
         cur.close()
 
     @event.listens_for(engine, "begin")
