@@ -35,6 +35,7 @@ MODULES: tuple[str, ...] = (
     "closeloop.billing.subscriptions",
     "closeloop.billing.service",
     "closeloop.einvoice.service",
+    "closeloop.revenue.service",
     "closeloop.integration.delivery",
     "closeloop.integration.webhooks",
     "closeloop.integration.crm",
