@@ -31,6 +31,7 @@ WORKLOAD_MODULES: tuple[str, ...] = (
     "closeloop.bench.ledger",
     "closeloop.bench.customers",
     "closeloop.bench.api",
+    "closeloop.bench.billing",
     "closeloop.bench.events",
 )
 

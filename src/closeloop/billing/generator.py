@@ -36,6 +36,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from decimal import Decimal
+from functools import lru_cache
 
 from closeloop.billing.model import (
     DEFAULT_REVENUE_ROLE,
@@ -55,6 +56,17 @@ from closeloop.contracts.model import ContractLine, Segment, Timeline, replay
 from closeloop.contracts.schedule import Grid
 
 ONE_DAY = timedelta(days=1)
+
+
+@lru_cache(maxsize=65536)
+def _pieces(grid: Grid, first: date, last: date) -> tuple[tuple[date, date, date, date], ...]:
+    """Grid pieces, memoised: subscriptions share a handful of grids (billing day x period length)."""
+    return tuple(grid.pieces(first, last))
+
+
+@lru_cache(maxsize=65536)
+def _period_of(grid: Grid, day: date) -> tuple[date, date]:
+    return grid.period_of(day)
 
 
 @dataclass
@@ -150,7 +162,7 @@ class _Generator:
     def _first(self, sub: Subscription, grid: Grid, seg: Segment) -> date:
         if sub.scan_from is None or sub.scan_from <= seg.start:
             return seg.start
-        return max(seg.start, grid.period_of(sub.scan_from)[0])
+        return max(seg.start, _period_of(grid, sub.scan_from)[0])
 
     def _recurring(self, sub: Subscription, tl: Timeline, seg: Segment, day: date, rank: int) -> list[Charge]:
         line = seg.line
@@ -161,7 +173,7 @@ class _Generator:
         grid = Grid.of(tl.start, sub.billing_day, months)
         advance = line.list_terms.timing == "advance"
         out = []
-        for p_start, p_end, o_start, o_end in grid.pieces(self._first(sub, grid, seg), seg.end):
+        for p_start, p_end, o_start, o_end in _pieces(grid, self._first(sub, grid, seg), seg.end):
             natural = o_start if advance else p_end
             if natural > day:
                 break
@@ -256,7 +268,7 @@ class _Generator:
             return []
         grid = Grid.of(tl.start, sub.billing_day, months)
         out = []
-        for p_start, p_end, o_start, o_end in grid.pieces(self._first(sub, grid, seg), seg.end):
+        for p_start, p_end, o_start, o_end in _pieces(grid, self._first(sub, grid, seg), seg.end):
             if p_end > day:
                 break
             quantity, count = self.usage.aggregate(terms.metric, o_start, o_end, terms.aggregation or "sum")
@@ -359,7 +371,7 @@ class _Generator:
                     continue
                 grid = Grid.of(tl.start, sub.billing_day, months)
                 probe = min(max(after, seg.start), seg.end)
-                p_start, p_end = grid.period_of(probe)
+                p_start, p_end = _period_of(grid, probe)
                 if seg.end >= after or p_end > after:
                     consider(p_end)
         return best

@@ -352,6 +352,7 @@ class _Writer:
         self.count = 0
         self.held_count = 0
         self._ids: list[int] = []
+        self._tax_memo: dict[Any, _Taxed] = {}
 
     def reserve(self, n: int) -> None:
         """Reserve ids for ``n`` invoices at once (the id block; on SQLite the table's own key)."""
@@ -375,6 +376,18 @@ class _Writer:
                                     list(chunk)):
                 self.credits.setdefault((int(row[1]), row[2], row[3]), []).append([int(row[0]), int(row[4])])
 
+    def _tax(self, entity: str, customer: Any, currency: str, day: str,
+             lines: tuple[tuple[int, int, str], ...]) -> _Taxed:
+        """Tax through the tax area, memoised within the partition: the outcome depends only on the seller,
+        the buyer's tax facts, the currency, the date and the lines (most invoices of a run repeat them)."""
+        facts = tuple(getattr(customer, f, None) for f in ("country", "region", "postal_code", "tax_id",
+                                                           "tax_id_valid", "tax_exempt", "exemption_ref"))
+        key = (entity, facts, currency, day, lines)
+        found = self._tax_memo.get(key)
+        if found is None:
+            found = self._tax_memo[key] = _compute_tax(self.uow, entity, customer, currency, day, list(lines))
+        return found
+
     def customer(self, account: Account) -> Any:
         if account.customer_id not in self.customers:
             from closeloop.customers.service import customer_by_id
@@ -389,8 +402,8 @@ class _Writer:
         cur = account.currency
         day = draft.date.isoformat()
         charges = draft.charges
-        taxed = _compute_tax(uow, account.entity, customer, cur, day,
-                             [(i, c.amount, c.tax_code) for i, c in enumerate(charges, 1)])
+        taxed = self._tax(account.entity, customer, cur, day,
+                          tuple((i, c.amount, c.tax_code) for i, c in enumerate(charges, 1)))
         invoice_id = self._new_id()
         seq = self.seqs.get(account.customer_id, 0) + 1
         self.seqs[account.customer_id] = seq
@@ -1587,10 +1600,42 @@ def _balances(uow: Any, customer_ids: Sequence[int]) -> dict[int, list[tuple[int
     return {cid: [(v[0], v[1], cur) for cur, v in by.items()] for cid, by in out.items()}
 
 
+_REPOINTED = ("billing_subscription", "billing_invoice", "billing_credit", "billing_meter")
+
+
+def _repoint(uow: Any, merged_id: int, survivor_id: int) -> list[str]:
+    """A merge moves the merged account's subscriptions, invoices, credit, meters and usage to the survivor."""
+    moved = [f"billing_subscription:{r[0]}" for r in uow.all(
+        "SELECT contract_id FROM billing_subscription WHERE customer_id = ?", (merged_id,))]
+    moved += [f"billing_invoice:{r[0]}" for r in uow.all("SELECT id FROM billing_invoice WHERE customer_id = ?",
+                                                         (merged_id,))]
+    moved += [f"billing_credit:{r[0]}" for r in uow.all("SELECT id FROM billing_credit WHERE customer_id = ?",
+                                                        (merged_id,))]
+    for table in _REPOINTED:
+        uow.execute(f"UPDATE {table} SET customer_id = ? WHERE customer_id = ?", (survivor_id, merged_id))
+    uow.execute("UPDATE billing_usage SET customer_id = ? WHERE customer_id = ?", (survivor_id, merged_id))
+    return moved
+
+
+def _restore(uow: Any, merged_id: int, survivor_id: int, ids: Any) -> None:
+    contracts = [str(x).split(":", 1)[1] for x in ids or () if str(x).startswith("billing_subscription:")]
+    for table, key in (("billing_subscription", "contract_id"), ("billing_invoice", "id"), ("billing_credit", "id")):
+        values = [str(x).split(":", 1)[1] for x in ids or () if str(x).startswith(f"{table}:")]
+        uow.executemany(f"UPDATE {table} SET customer_id = ? WHERE {key} = ?",
+                        [(merged_id, v if key == "contract_id" else int(v)) for v in values])
+    uow.executemany("UPDATE billing_meter SET customer_id = ? WHERE contract_id = ?", [(merged_id, c) for c in contracts])
+
+
+def _new_references(uow: Any, survivor_id: int, since: str) -> int:
+    return int(uow.scalar("SELECT COUNT(*) FROM billing_invoice WHERE customer_id = ? AND created_at >= ?",
+                          (survivor_id, since)) or 0)
+
+
 def _register() -> None:
-    from closeloop.customers.service import register_balance_provider
+    from closeloop.customers.service import register_balance_provider, register_reference_holder
 
     register_balance_provider(_balances, name="billing")
+    register_reference_holder("billing", _repoint, restore=_restore, new_references=_new_references)
 
 
 _register()
