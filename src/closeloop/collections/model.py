@@ -647,7 +647,7 @@ def steps_due(policy: DunningPolicy, *, failed_on: date | None, due_on: date, as
     """The steps of a policy that are due on or before ``as_of`` and not done yet, in date order.
     Retries count from the failure date (none without a failure); the rest from the due date."""
     out = []
-    for step in policy.steps:
+    for position, step in enumerate(policy.steps):
         if step.name in done:
             continue
         anchor = failed_on if step.kind == "retry" else due_on
@@ -655,5 +655,5 @@ def steps_due(policy: DunningPolicy, *, failed_on: date | None, due_on: date, as
             continue
         when = anchor + timedelta(days=step.days)
         if when <= as_of:
-            out.append((step, when))
-    return sorted(out, key=lambda x: (x[1], x[0].name))
+            out.append((when, position, step))
+    return [(step, when) for when, _, step in sorted(out, key=lambda x: (x[0], x[1]))]

@@ -1005,7 +1005,8 @@ def import_statements(uow: Any, statements: Sequence[Statement], *, entity: str,
         match_payout_line(uow, entity, line_id, line)
         report["payouts"] += 1
     for line_id, line in reversals:
-        _bank_reversal(uow, entity, line_id, line)
+        if not _bank_reversal(uow, entity, line_id, line):
+            report["exceptions"] += 1
         report["returned"] += 1
     return report
 
@@ -1046,8 +1047,9 @@ def _apply_bank_receipts(uow: Any, entity: str, receipts: Sequence[tuple[int, St
     applier.flush()
 
 
-def _bank_reversal(uow: Any, entity: str, line_id: int, line: StatementLine) -> None:
-    """A debit reversal: the bank took back a credit. Find the payment it booked and reverse it."""
+def _bank_reversal(uow: Any, entity: str, line_id: int, line: StatementLine) -> bool:
+    """A debit reversal: the bank took back a credit. Find the payment it booked and reverse it
+    (True); else an exception names the line (False)."""
     candidates = []
     if line.end_to_end:
         candidates = uow.all(f"SELECT {_PAYMENT_COLS} FROM collections_payment WHERE entity = ? AND reference = ?"
@@ -1063,7 +1065,7 @@ def _bank_reversal(uow: Any, entity: str, line_id: int, line: StatementLine) -> 
         uow.execute("UPDATE collections_bank_line SET payment_id = ?, note = ? WHERE id = ?",
                     (pay["id"], f"reverses payment {pay['number']}", line_id))
         del out
-        return
+        return True
     uow.execute("UPDATE collections_bank_line SET note = ? WHERE id = ?",
                 ("a reversal whose original payment is not found; the cash left the bank", line_id))
     open_exception(uow, "low_confidence_match", record_type="bank_line", record_id=str(line_id), entity=entity,
@@ -1072,6 +1074,7 @@ def _bank_reversal(uow: Any, entity: str, line_id: int, line: StatementLine) -> 
                            f" ({line.text[:120]}) but no payment it reverses was found; find it and refund it"
                            " (payment.refund) or book the difference",
                    dedup_key=f"bank_reversal:{line_id}")
+    return False
 
 
 # =========================================================================== queries

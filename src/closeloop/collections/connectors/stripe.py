@@ -37,7 +37,7 @@ from closeloop.core.errors import ForbiddenError, ValidationError
 DEFAULT_TOLERANCE = 300
 HANDLED = ("payment_intent.succeeded", "payment_intent.payment_failed", "charge.succeeded", "charge.failed",
            "charge.refunded", "charge.dispute.created", "charge.dispute.closed", "payout.paid", "invoice.paid",
-           "invoice.payment_failed")
+           "invoice.payment_failed", "refund.created", "refund.updated", "charge.refund.updated")
 
 
 def sign(secret: str, body: bytes, timestamp: int) -> str:
@@ -216,6 +216,13 @@ def map_event(event: Mapping[str, Any]) -> ProviderAction:
         return ProviderAction(kind="refund", payment_ref=_ref(obj.get("payment_intent")) or str(obj["id"]),
                               charge=str(obj["id"]), amount=int(obj.get("amount") or 0), refunds=tuple(refunds),
                               amount_refunded=int(obj.get("amount_refunded") or 0), **base)
+    if kind in ("refund.created", "refund.updated", "charge.refund.updated"):
+        status = str(obj.get("status") or "succeeded")
+        if status not in ("succeeded", "pending"):
+            return ProviderAction(kind="ignored", note=f"refund {obj.get('id')} is {status}", **base)
+        return ProviderAction(kind="refund", payment_ref=_ref(obj.get("payment_intent")) or _ref(obj.get("charge")),
+                              charge=_ref(obj.get("charge")), amount=int(obj.get("amount") or 0),
+                              refunds=((str(obj["id"]), int(obj.get("amount") or 0)),), **base)
     if kind in ("charge.dispute.created", "charge.dispute.closed"):
         status = str(obj.get("status") or "")
         outcome = None
