@@ -20,7 +20,14 @@ import json
 from typing import Any
 
 from closeloop.core.errors import ConflictError, NotFoundError, ValidationError
-from closeloop.core.events import EVENT_COLUMNS, Event, event_from_row, handlers_for, on_dead_letter, on_recovered
+from closeloop.core.events import (
+    EVENT_COLUMNS,
+    Event,
+    event_from_row,
+    handlers_for,
+    on_dead_letter,
+    on_recovered,
+)
 from closeloop.core.exception_queue import close_exception, on_resolve, open_exception
 from closeloop.core.registry import command, payload, query
 from closeloop.core.uow import dumps
