@@ -362,7 +362,7 @@ def read_csv(text: str, name: str, fmt: str, mapping: Mapping_) -> tuple[list[So
                 "field": "(row)", "reason": f"truncated or malformed: {exc} (the file ends inside a quoted field?)"}]))
             break
         line = reader.line_num
-        if not cells or all(not c.strip() for c in cells):
+        if not cells or not "".join(cells).strip():
             continue
         if len(cells) != width:
             last = not text.endswith(("\n", "\r")) and line >= text.count("\n") + 1
@@ -463,6 +463,7 @@ class AccountPlan:
     problems: list[dict[str, str]] = field(default_factory=list)
     warnings: list[dict[str, str]] = field(default_factory=list)
     match: dict[str, str] | None = None  # the values the matcher compares, once computed
+    keys: list[str] | None = None  # its blocking keys
 
 
 @dataclass
@@ -895,8 +896,9 @@ def _find_duplicates(uow: Any, accounts: list[AccountPlan]
              **{k: n for k, (_o, n) in a.changes.items()}} if a.current is not None else a.values
         a.match = match_fields(v["name"], v["country"], v.get("postal_code"), v.get("address"), v.get("tax_id"),
                                v.get("email"), v.get("website"), v.get("phone"))
+        a.keys = keys_of(a.match)
         fields.append(a.match)
-    keys = [keys_of(f) for f in fields]
+    keys = [a.keys or [] for a in rows]
     # Stored accounts sharing a key with the file, except the file's own accounts.
     own = {a.current.id for a in rows if a.current is not None}
     all_keys = sorted({k for ks in keys for k in ks})
@@ -1043,16 +1045,15 @@ def apply_plan(uow: Any, plan: ImportPlan) -> dict[str, Any]:
         cid = ids[a.ext] if a.current is None else a.current.id
         if a.current is not None:
             uow.execute("DELETE FROM customer_match_key WHERE customer_id = ?", (cid,))
-        f = a.match
-        if f is None:
+        keys = a.keys
+        if keys is None:
             v = {**field_values(uow, a.current), **{k: n for k, (_o, n) in a.changes.items()}} \
                 if a.current is not None else a.values
-            f = match_fields(v["name"], v["country"], v.get("postal_code"), v.get("address"), v.get("tax_id"),
-                             v.get("email"), v.get("website"), v.get("phone"))
-        key_rows.extend((k[:200], cid) for k in dict.fromkeys(keys_of(f)))
+            keys = keys_of(match_fields(v["name"], v["country"], v.get("postal_code"), v.get("address"),
+                                        v.get("tax_id"), v.get("email"), v.get("website"), v.get("phone")))
+        key_rows.extend((k[:200], cid) for k in dict.fromkeys(keys))
     uow.executemany("INSERT INTO customer_match_key (key, customer_id) VALUES (?, ?)", key_rows)
     # Events: one per account created or changed.
-    refs = {v: k for k, v in ids.items()}
     # customer.created from an import carries the fields the file set (absent ones are empty).
     uow.emit_many("customer.created", "customer", [
         (str(ids[a.ext]), a.values.get("entity"), {
@@ -1065,7 +1066,6 @@ def apply_plan(uow: Any, plan: ImportPlan) -> dict[str, Any]:
                                                "changes": {f: [o, n] for f, (o, n) in a.changes.items()},
                                                "refused": sorted(a.refused), "import": True})
         for a in updated if a.current is not None])
-    del refs
     # Refused fields are governance exceptions; rejected rows are import exceptions (accept_valid).
     conflicts = 0
     for a in plan.accounts:
