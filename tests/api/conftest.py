@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +15,10 @@ import pytest
 
 from closeloop.app import App
 from tests.conftest import app, clock, db_url, de01, post, us01  # noqa: F401 - fixtures shared with the suite
+
+with warnings.catch_warnings():  # starlette's TestClient warns that it prefers httpx2; httpx is what we ship
+    warnings.simplefilter("ignore")
+    import fastapi.testclient  # noqa: F401
 
 PASSWORD = "correct-horse-9"
 

@@ -50,7 +50,7 @@ from closeloop.api.guard import (
     parse_json_object,
     read_body,
 )
-from closeloop.auth.authorizer import current_principal
+from closeloop.auth.authorizer import APPROVER_FIELDS, current_principal
 from closeloop.auth.users import Principal, record_event, verify_key
 from closeloop.core import registry
 from closeloop.core.errors import CloseloopError, ErrorCode, NotFoundError, ValidationError
@@ -72,7 +72,9 @@ class Resource:
     path: str  # under /api/v1
     operation: str
     summary: str = ""
-    batch: str | None = None  # POST only: the body is {batch: [payload, ...]}; the command runs once per item
+    # POST only: the body is {batch: [payload, ...]}. When the command itself has that field it gets the whole
+    # batch in one unit of work; otherwise the API validates every item, then runs the command once per item.
+    batch: str | None = None
 
 
 RESOURCES: list[Resource] = [
@@ -231,8 +233,13 @@ class Api:
 
     # ---------------------------------------------------------------- running operations
 
-    def prepare(self, op: Operation, data: dict[str, Any]) -> dict[str, Any]:
-        """Validate at the boundary (the App validates again) and map file names into the upload folder."""
+    def prepare(self, op: Operation, data: dict[str, Any], principal: Principal | None = None) -> dict[str, Any]:
+        """Validate at the boundary (the App validates again) and map file names into the upload folder.
+        An omitted approver is the caller (the authorizer refuses any other name anyway)."""
+        if principal is not None:
+            for field in APPROVER_FIELDS:
+                if field in op.fields and data.get(field) in (None, ""):
+                    data = {**data, field: principal.name}
         parsed = op.parse(data)
         check_values(parsed)
         for field in op.fields:
@@ -253,7 +260,7 @@ class Api:
         return data
 
     def run(self, principal: Principal, op: Operation, data: dict[str, Any]) -> dict[str, Any]:
-        data = self.prepare(op, data)
+        data = self.prepare(op, data, principal)
         token = current_principal.set(principal)
         try:
             if op.kind == "command":
@@ -270,7 +277,7 @@ class Api:
             if not isinstance(item, dict):
                 raise ValidationError(f"{field}[{i}] must be a JSON object", field=f"{field}[{i}]")
             try:
-                prepared.append(self.prepare(op, item))
+                prepared.append(self.prepare(op, item, principal))
             except CloseloopError as err:
                 err.details.setdefault("index", i)
                 err.message = f"{field}[{i}]: {err.message}"
@@ -541,7 +548,7 @@ def _add_resources(app: FastAPI, api: Api, schemas: Schemas, responses: Callable
                               + ("_one" if path_params else "_list"),
                               openapi_extra={"parameters": pparams + params + PAGE_PARAM_SCHEMAS,
                                              "responses": responses(), "security": SECURITY})
-        elif res.batch:
+        elif res.batch and res.batch not in op.fields:
             schema = {"type": "object", "additionalProperties": False, "required": [res.batch],
                       "properties": {res.batch: {"type": "array", "maxItems": MAX_BATCH,
                                                  "items": schemas.by_op[op.name]}}}

@@ -55,7 +55,7 @@ def run(request: Request, form: dict[str, str]) -> Response:
             raise ValidationError(f"unknown operation {name!r}", field="op")
         api = getattr(request.app.state, "api", None)
         if api is not None:  # the API's boundary checks: storable values, file names never paths
-            payload = api.prepare(op, payload)
+            payload = api.prepare(op, payload, request.state.user)
         result = run_command(request, name, payload) if op.kind == "command" else run_query(request, name, payload)
     except CloseloopError as err:
         error, status = err.to_dict(), status_of(err)
