@@ -335,3 +335,20 @@ def test_commands_that_read_files_take_uploaded_names_only(server, client, tmp_p
         assert body["details"]["reason"] == "path_traversal"
     assert_error(client.post("/api/v1/commands/customer.import", headers=h,
                              json={"file": "never-uploaded.csv", "format": "salesforce"}), 404, "not_found")
+
+
+def test_segregation_of_duties_on_period_reopen(server, client):
+    if not {"period.reopen", "period.reopen_approve"} <= set(registry.operations()):
+        pytest.skip("period.reopen is not implemented yet (close area)")
+    h1, h2 = server.headers("ctrl"), server.headers("ctrl2")
+    assert client.post("/api/v1/commands/period.close", headers=h1, json={"entity": "US01", "period": "2026-01"}
+                       ).status_code == 200
+    asked = client.post("/api/v1/commands/period.reopen", headers=h1,
+                        json={"entity": "US01", "period": "2026-01", "reason": "late accrual"})
+    assert asked.status_code == 200, asked.text
+    assert_error(client.post("/api/v1/commands/period.reopen_approve", headers=h1,
+                             json={"entity": "US01", "period": "2026-01"}), 403, "forbidden")
+    assert_error(client.post("/api/v1/commands/period.reopen_approve", headers=h1,
+                             json={"entity": "US01", "period": "2026-01", "approver": "ctrl2"}), 403, "forbidden")
+    ok = client.post("/api/v1/commands/period.reopen_approve", headers=h2, json={"entity": "US01", "period": "2026-01"})
+    assert ok.status_code == 200 and ok.json()["approved_by"] == "ctrl2"
