@@ -106,12 +106,15 @@ def kpis(request: Request) -> list[Tile]:
         series = []
         for period in periods:
             try:
-                series.append((period, run_query(request, "kpi", {"name": name, "period": period})["value"]))
+                value = run_query(request, "kpi", {"name": name, "period": period}).get("value")
             except CloseloopError:
                 continue
-        if series:
-            tiles.append(Tile(name.replace("_", " "), series[-1][1], chart=trend(series), series=series,
-                              note=f"{series[-1][0]}"))
+            if value is not None:  # no data for the period: no point on the trend
+                series.append((period, value))
+        latest = series[-1] if series else (periods[-1], None)
+        tiles.append(Tile(name.replace("_", " "), "—" if latest[1] is None else latest[1],
+                          chart=trend(series) if len(series) > 1 else None, series=series,
+                          note=latest[0] if latest[1] is not None else "no data yet"))
     return tiles
 
 
