@@ -298,3 +298,19 @@ def test_collections_api(app, clock):
     assert (inv["paid"], inv["written_off"], inv["balance"], inv["status"]) == ("40.00", "64.00", "0.00",
                                                                                "written_off")
     check_payload("invoice.written_off", events(app, "invoice.written_off")[0])
+
+
+def test_a_charge_and_its_credit_in_one_run_are_linked(app, clock):
+    setup_company(app, clock, customers=("SF-1", "SF-2"))
+    from datetime import date
+
+    clock.set(date(2026, 1, 20))
+    app.do("contract.cancel", {"contract_id": "C-1", "effective": "2026-01-21"})
+    clock.set(date(2026, 2, 1))
+    app.do("billing.run", {"as_of": "2026-02-01"})
+    with app.unit_of_work(write=False) as uow:
+        rows = uow.all("SELECT l.id, l.kind, l.net, l.credit_of, l.credited FROM billing_line l JOIN billing_invoice i"
+                       " ON i.id = l.invoice_id WHERE i.customer = 'SF-1' ORDER BY l.id")
+    (charge_id, _, net, _, credited), (_, kind, credit, credit_of, _) = rows
+    assert (net, kind, credit, credit_of, credited) == (10000, "credit", -3548, charge_id, 3548)
+    assert app.do("billing.run", {"as_of": "2026-02-01"})["invoices"] == 0

@@ -204,3 +204,13 @@ def test_a_change_never_credits_more_than_was_billed(start_day, eff_offset, pric
     assert -credits <= billed_total
     charged = sum(c.amount for inv in g.invoices for c in inv.charges if c.kind != "credit")
     assert billed_total + charged + credits >= 0
+
+
+def test_a_credit_in_the_same_generation_refers_to_the_provisional_item():
+    act = activation("2026-01-01", line("L1", flat("100.00"), "2026-01-01"))
+    cancel = Change(seq=2, kind="cancellation", effective=D("2026-01-21"), recorded_on=D("2026-01-20"), ref="x")
+    g = run(sub(act, cancel), "2026-02-01")
+    # 1 January as if run that day (the cancellation is not effective yet); its credit on 1 February
+    assert amounts(g) == [("2026-01-01", [10000]), ("2026-02-01", [-3548])]
+    jan, feb = g.invoices
+    assert feb.charges[0].credit_of == jan.item_ids[0] < 0

@@ -47,8 +47,8 @@ from closeloop.billing.model import (
     Generation,
     Subscription,
     UsageBook,
+    charge_sort_key,
     item_from_charge,
-    sorted_charges,
 )
 from closeloop.billing.proration import capped_credit, prorate
 from closeloop.catalog.rating import rate
@@ -98,12 +98,13 @@ class _Index:
                 if it.id == item_id:
                     bucket[i] = new
 
-    def take(self, charge: Charge) -> None:
+    def take(self, charge: Charge) -> int:
         item = item_from_charge(self.next_id, charge)
         self.next_id -= 1
         if charge.kind == "credit" and charge.credit_of is not None:
             self.credit(charge.credit_of, -charge.amount)
         self.add(item)
+        return item.id
 
 
 def _product_fields(line: ContractLine) -> dict[str, object]:
@@ -391,11 +392,9 @@ def generate(account: Account, subscriptions: Sequence[Subscription], existing: 
                 continue
             if day != target_date and not any(c.scheduled for c in charges):
                 continue
-            charges = _net_out(charges)
-            for c in charges:
-                gen.index.take(c)
-            if charges:
-                invoices.append(DraftInvoice(account, day, sorted_charges(charges)))
+            taken = sorted(((c, gen.index.take(c)) for c in _net_out(charges)), key=lambda x: charge_sort_key(x[0]))
+            if taken:
+                invoices.append(DraftInvoice(account, day, tuple(c for c, _ in taken), tuple(i for _, i in taken)))
     return Generation(tuple(invoices), gen.next_date(target_date))
 
 

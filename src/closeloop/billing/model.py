@@ -135,9 +135,13 @@ class Charge:
 
 @dataclass(frozen=True, slots=True)
 class DraftInvoice:
+    """An invoice the generator proposes. ``item_ids``: the provisional (negative) id each charge got as a
+    billed item in this generation, which later credits of the same generation refer to (``credit_of``)."""
+
     account: Account
     date: date
     charges: tuple[Charge, ...]
+    item_ids: tuple[int, ...] = ()
 
     @property
     def subtotal(self) -> int:

@@ -353,12 +353,22 @@ class _Writer:
         self.held_count = 0
         self._ids: list[int] = []
         self._tax_memo: dict[Any, _Taxed] = {}
+        self._line_ids: list[int] = []
+        self._temp: dict[tuple[Account, int], int] = {}  # provisional item id of an account's generation -> line id
 
-    def reserve(self, n: int) -> None:
-        """Reserve ids for ``n`` invoices at once (the id block; on SQLite the table's own key)."""
+    def reserve(self, n: int, lines: int = 0) -> None:
+        """Reserve ids for ``n`` invoices and ``lines`` lines at once (the id block; on SQLite the table's key)."""
         if n > 0:
             first = invoice_ids(self.uow, n)
             self._ids.extend(range(first, first + n))
+        if lines > 0:
+            first = line_ids(self.uow, lines)
+            self._line_ids.extend(range(first, first + lines))
+
+    def _new_line_id(self) -> int:
+        if not self._line_ids:
+            self.reserve(0, 1)
+        return self._line_ids.pop(0)
 
     def _new_id(self) -> int:
         if not self._ids:
@@ -414,8 +424,15 @@ class _Writer:
         total = subtotal + tax
         held = bool(taxed.held)
         lines = []
-        for i, (c, t) in enumerate(zip(charges, taxed.lines, strict=True), 1):
-            lines.append(_line_row(invoice_id, i, c, t))
+        temps = draft.item_ids or (0,) * len(charges)
+        for i, (c, t, temp) in enumerate(zip(charges, taxed.lines, temps, strict=True), 1):
+            line_id = self._new_line_id()
+            if temp:
+                self._temp[(account, temp)] = line_id
+            credit_of = c.credit_of
+            if credit_of is not None and credit_of < 0:
+                credit_of = self._temp[(account, credit_of)]
+            lines.append(_line_row(line_id, invoice_id, i, c, t, credit_of))
         line_dicts = [_line_dict(r) for r in lines]
         inv: dict[str, Any] = {"id": invoice_id, "customer": account.customer, "customer_id": account.customer_id,
                                "entity": account.entity, "currency": cur, "date": day, "due_date": due,
@@ -482,7 +499,7 @@ class _Writer:
                 " balance, original_id, reason, tax_breakdown, mentions, held_reason, run_id, payment_terms_days,"
                 " issued_at, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 self.invoices)
-            uow.executemany(_LINE_INSERT, [ln[1:] for ln in self.lines])
+            uow.executemany(_LINE_INSERT, self.lines)
             credit_of = [(-ln[_CREDIT_AMOUNT], ln[_CREDIT_OF]) for ln in self.lines if ln[_KIND] == "credit"
                          and ln[_CREDIT_OF] is not None]
             if credit_of:
@@ -526,8 +543,12 @@ _CREDIT_OF = _LINE_FIELDS.index("credit_of")
 _CREDIT_AMOUNT = _LINE_FIELDS.index("net")
 
 
-_LINE_INSERT = (f"INSERT INTO billing_line ({', '.join(_LINE_FIELDS[1:])})"
-                f" VALUES ({','.join('?' * (_LINE_N - 1))})")
+_LINE_INSERT = f"INSERT INTO billing_line ({_LINE_COLS}) VALUES ({','.join('?' * _LINE_N)})"
+
+
+def line_ids(uow: Any, n: int) -> int:
+    """The first of ``n`` new billing_line ids (given explicitly, on both engines)."""
+    return int(uow.next_ids("billing_line", n, table="billing_line"))
 
 
 def invoice_ids(uow: Any, n: int) -> int:
@@ -535,12 +556,13 @@ def invoice_ids(uow: Any, n: int) -> int:
     return int(uow.next_ids("billing_invoice", n, table="billing_invoice"))
 
 
-def _line_row(invoice_id: int, line_no: int, c: Charge, t: _LineTax) -> tuple[Any, ...]:
-    return (None, invoice_id, line_no, c.kind, c.description, c.sku, c.contract_id, c.line_id, c.version,
+def _line_row(line_id: int, invoice_id: int, line_no: int, c: Charge, t: _LineTax,
+              credit_of: int | None) -> tuple[Any, ...]:
+    return (line_id, invoice_id, line_no, c.kind, c.description, c.sku, c.contract_id, c.line_id, c.version,
             dec_plain(c.quantity), None if c.unit_price is None else dec_plain(c.unit_price), c.amount, t.tax,
             t.treatment, _rate_text(t.rate), t.category, c.tax_code, t.jurisdiction, c.revenue_role, c.treatment,
             c.product_family, c.performing_entity, _d(c.period_start), _d(c.period_end), _d(c.service_from),
-            _d(c.service_to), c.period_amount, c.usage_count, 0, 0, 0, c.ref, c.credit_of)
+            _d(c.service_to), c.period_amount, c.usage_count, 0, 0, 0, c.ref, credit_of)
 
 
 def _line_dict(row: Sequence[Any]) -> dict[str, Any]:
@@ -660,7 +682,8 @@ def bill_partition(uow: Any, run_id: int, partition: int, customer_ids: Sequence
     writer = _Writer(uow, run_id)
     writer.prepare(list(loaded.subs))
     generated = _generate(loaded, as_of)
-    writer.reserve(sum(len(gen.invoices) for _, _, gen in generated))
+    writer.reserve(sum(len(gen.invoices) for _, _, gen in generated),
+                   sum(len(d.charges) for _, _, gen in generated for d in gen.invoices))
     for _account, subs, gen in generated:
         for draft in gen.invoices:
             writer.add(draft)
@@ -1235,7 +1258,8 @@ def issue_credit_memo(uow: Any, invoice_number: str, *, amount_minor: int | None
                      ln["tax_category"], ln["tax_code"], ln["jurisdiction"], ln["revenue_role"], ln["treatment"],
                      ln["product_family"], ln["performing_entity"], None, None, ln["service_from"], ln["service_to"],
                      None, 0, 0, 0, 0, None, ln["id"]))
-    uow.executemany(_LINE_INSERT, [r[1:] for r in rows])
+    first_line = line_ids(uow, len(rows))
+    uow.executemany(_LINE_INSERT, [(first_line + k, *r[1:]) for k, r in enumerate(rows)])
     uow.executemany("UPDATE billing_line SET memo_credited = memo_credited + ?, memo_tax_credited = memo_tax_credited"
                     " + ? WHERE id = ?", [(net, tax, ln["id"]) for _, _, net, tax, ln in memo_lines])
     credited = int(inv["credited"]) + applied

@@ -18,9 +18,11 @@ in SQL without floats.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 
 from closeloop.billing.model import MICRO, UsageBook, UsageDay
@@ -36,8 +38,24 @@ def _problem(problems: list[dict[str, Any]], index: int | None, field: str, reas
                      "reason": reason, "code": code, "record": record})
 
 
+_CANONICAL = re.compile(r"(\d{4}-\d{2}-\d{2})T([01]\d|2[0-3]):[0-5]\d:[0-5]\dZ")
+
+
+@lru_cache(maxsize=8192)
+def _valid_day(day: str) -> bool:
+    try:
+        date.fromisoformat(day)
+    except ValueError:
+        return False
+    return True
+
+
 def normalise_at(value: Any) -> str | None:
     """An ISO date or timestamp as stored: ``YYYY-MM-DD`` or ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z`` (UTC)."""
+    if type(value) is str and len(value) == 20:
+        m = _CANONICAL.fullmatch(value)
+        if m is not None and _valid_day(m.group(1)):
+            return value  # already canonical (the common case of a feed): no parsing
     if isinstance(value, datetime):
         dt = value
     elif isinstance(value, date):
@@ -59,6 +77,8 @@ def normalise_at(value: Any) -> str | None:
 
 
 def _quantity(value: Any) -> Decimal | None:
+    if type(value) is int:
+        return Decimal(value)
     try:
         q = value if isinstance(value, Decimal) else Decimal(str(value).strip())
     except (InvalidOperation, ValueError):
@@ -159,10 +179,16 @@ def record_batch(uow: Any, events: Sequence[Mapping[str, Any]]) -> dict[str, Any
             _problem(problems, idx, "quantity", f"quantity {q} is negative: usage quantities are zero or more",
                      "validation_error")
             continue
-        micro = q * MICRO
-        if micro != micro.to_integral_value():
-            _problem(problems, idx, "quantity", f"quantity {q} has more than 6 decimals", "validation_error")
-            continue
+        if type(ev.get("quantity")) is int:
+            micro_int = int(q) * 1_000_000
+            qtext = str(int(q))
+        else:
+            micro = q * MICRO
+            if micro != micro.to_integral_value():
+                _problem(problems, idx, "quantity", f"quantity {q} has more than 6 decimals", "validation_error")
+                continue
+            micro_int = int(micro)
+            qtext = format(q.normalize(), "f") if q != q.to_integral_value() else str(int(q))
         at = normalise_at(ev.get("at"))
         if at is None:
             _problem(problems, idx, "at", f"{ev.get('at')!r} is not a date or ISO timestamp", "validation_error")
@@ -175,8 +201,7 @@ def record_batch(uow: Any, events: Sequence[Mapping[str, Any]]) -> dict[str, Any
         if props is not None and not isinstance(props, Mapping):
             _problem(problems, idx, "properties", "properties must be a mapping", "validation_error")
             continue
-        qtext = format(q.normalize(), "f") if q != q.to_integral_value() else str(int(q))
-        row = (key, cid, metric, at, day, qtext, int(micro), _canonical_props(props))
+        row = (key, cid, metric, at, day, qtext, micro_int, _canonical_props(props))
         prior = seen.get(key)
         if prior is not None:
             if prior != row:
