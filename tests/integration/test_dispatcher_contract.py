@@ -318,3 +318,27 @@ def test_event_selectors_and_backlog(app, clock, registry):
     assert exc.value.code == "not_found"
     backlog = app.query("event_backlog", {})
     assert backlog["pending"] == 2 and backlog["backing_off"] == 1 and backlog["by_type"] == {"thing.happened": 2}
+
+
+def test_a_database_error_inside_a_handler_is_contained_to_its_event(app, clock, registry):
+    """On PostgreSQL a failed statement aborts the transaction: the savepoint restores it for the others."""
+    calls = []
+
+    def handler(uow, e):
+        calls.append(e.aggregate_id)
+        if e.aggregate_id == "B":
+            uow.execute("INSERT INTO id_block (name, next_value) VALUES ('dup', 1)")
+            uow.execute("INSERT INTO id_block (name, next_value) VALUES ('dup', 1)")  # primary key violation
+        write_effect(uow, f"fx-{e.aggregate_id}")
+
+    registry("thing.happened", "test.dberror", handler)
+    with app.unit_of_work() as uow:
+        ids = [uow.emit("thing.happened", "thing", agg, {}) for agg in ("A", "B", "C")]
+    report = app.dispatch()
+    assert report.delivered == 2 and report.failed == 1
+    assert effects(app) == ["fx-A", "fx-C"]
+    assert [status(app, i)[0] for i in ids] == ["done", "pending", "done"]
+    with app.unit_of_work(write=False) as uow:
+        assert uow.scalar("SELECT COUNT(*) FROM id_block WHERE name = 'dup'") == 0
+        error = uow.scalar("SELECT last_error FROM event WHERE id = ?", (ids[1],))
+    assert "test.dberror" in error and ("IntegrityError" in error or "UniqueViolation" in error)
