@@ -46,6 +46,7 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from importlib import resources
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -337,25 +338,37 @@ class RuleResult:
     breaks: tuple[BreakDraft, ...]
 
 
+def _key_function(key: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[str, ...]]:
+    """Keys compare as text, so a file's "42" matches a query's 42."""
+    getter = itemgetter(*key)
+    if len(key) == 1:
+        return lambda rec: (str(getter(rec)),)
+    return lambda rec: tuple(map(str, getter(rec)))
+
+
 def _index(records: Iterable[dict[str, Any]], key: tuple[str, ...], amounts: tuple[str, ...], negate: bool,
            side: str) -> dict[tuple[str, ...], dict[str, Any]]:
-    out: dict[tuple[str, ...], dict[str, Any]] = {}
-    for rec in records:
-        try:
-            k = tuple("" if rec[f] is None else str(rec[f]) for f in key)
-        except KeyError as exc:
-            raise ValidationError(f"a {side} record lacks the key field {exc.args[0]}", field="key") from None
-        if negate:
-            rec = {**rec, **{f: -int(rec[f]) for f in amounts if rec.get(f) is not None}}
-        found = out.get(k)
-        if found is None:
-            out[k] = rec
-        else:  # several records share a key: their amounts add up
-            merged = dict(found)
-            for f in amounts:
-                merged[f] = int(found.get(f) or 0) + int(rec.get(f) or 0)
-            merged["_duplicates"] = int(found.get("_duplicates", 1)) + 1
-            out[k] = merged
+    rows = records if isinstance(records, list) else list(records)
+    keyf = _key_function(key)
+    try:
+        out = {keyf(rec): rec for rec in rows}
+    except KeyError as exc:
+        raise ValidationError(f"a {side} record lacks the key field {exc.args[0]}", field="key") from None
+    if len(out) != len(rows):  # several records share a key: their amounts add up
+        out = {}
+        for rec in rows:
+            k = keyf(rec)
+            found = out.get(k)
+            if found is None:
+                out[k] = rec
+            else:
+                merged = dict(found)
+                for f in amounts:
+                    merged[f] = int(found.get(f) or 0) + int(rec.get(f) or 0)
+                merged["_duplicates"] = int(found.get("_duplicates", 1)) + 1
+                out[k] = merged
+    if negate:
+        out = {k: {**rec, **{f: -int(rec[f]) for f in amounts if rec.get(f) is not None}} for k, rec in out.items()}
     return out
 
 
@@ -376,6 +389,8 @@ def reconcile(rule: Rule, left: Iterable[dict[str, Any]], right: Iterable[dict[s
     """Match two sides by the rule's key and classify every difference (no database, no clock)."""
     assert rule.left is not None and rule.right is not None
     amounts = tuple(c.field for c in rule.compare if c.amount)
+    tolerances = tuple((c.field, c.tolerance) for c in rule.compare if c.amount)
+    exact = tuple(c.field for c in rule.compare if not c.amount)
     lmap = _index(left, rule.key, amounts, rule.left.negate, "left")
     rmap = _index(right, rule.key, amounts, rule.right.negate, "right")
     primary = rule.amount_field
@@ -387,38 +402,58 @@ def reconcile(rule: Rule, left: Iterable[dict[str, Any]], right: Iterable[dict[s
         if rrec is None:
             breaks.append(_one_sided(rule, k, lrec, None, primary, as_of))
             continue
-        currency = lrec.get("currency") or rrec.get("currency")
-        differing: list[dict[str, Any]] = []
-        category = None
-        if lrec.get("currency") and rrec.get("currency") and lrec["currency"] != rrec["currency"]:
-            differing.append({"field": "currency", "left": lrec["currency"], "right": rrec["currency"]})
-            category = "field_difference"
-        else:
-            for c in rule.compare:
-                lv, rv = lrec.get(c.field), rrec.get(c.field)
-                if c.amount:
-                    diff = int(lv or 0) - int(rv or 0)
-                    if abs(diff) > _tolerance_minor(c.tolerance, currency, tol_cache):
-                        differing.append({"field": c.field, "left": lv, "right": rv, "difference": diff})
-                        category = "amount_difference"
-                elif (None if lv is None else str(lv)) != (None if rv is None else str(rv)):
-                    differing.append({"field": c.field, "left": lv, "right": rv})
-                    category = category or "field_difference"
-        if not differing:
+        lcur, rcur = lrec.get("currency"), rrec.get("currency")
+        agree = lcur == rcur or not lcur or not rcur
+        if agree:
+            for f, tol in tolerances:
+                diff = (lrec.get(f) or 0) - (rrec.get(f) or 0)
+                if diff and abs(diff) > _tolerance_minor(tol, lcur or rcur, tol_cache):
+                    agree = False
+                    break
+        if agree:
+            for f in exact:
+                lv, rv = lrec.get(f), rrec.get(f)
+                if lv != rv and (None if lv is None else str(lv)) != (None if rv is None else str(rv)):
+                    agree = False
+                    break
+        if agree:
             matched += 1
             continue
-        la = None if primary is None else int(lrec.get(primary) or 0)
-        ra = None if primary is None else int(rrec.get(primary) or 0)
-        amount = abs(la - ra) if la is not None and ra is not None else None
-        if category == "amount_difference" and (amount == 0 or amount is None):
-            amount = max(abs(int(d.get("difference", 0))) for d in differing)
-        breaks.append(BreakDraft(rule.id, category or "field_difference", k, currency, amount, la, ra,
-                                 {"key": dict(zip(rule.key, k, strict=True)), "fields": differing,
-                                  "left": _plain(lrec), "right": _plain(rrec)}))
+        breaks.append(_difference(rule, k, lrec, rrec, primary, tol_cache))
     for k, rrec in rmap.items():
         if k not in lmap:
             breaks.append(_one_sided(rule, k, None, rrec, primary, as_of))
     return RuleResult(rule.id, len(lmap), len(rmap), matched, tuple(breaks))
+
+
+def _difference(rule: Rule, k: tuple[str, ...], lrec: dict[str, Any], rrec: dict[str, Any], primary: str | None,
+                tol_cache: dict[tuple[Decimal, str | None], int]) -> BreakDraft:
+    """The break for two matched records that disagree: every differing field, the category, the amount."""
+    currency = lrec.get("currency") or rrec.get("currency")
+    differing: list[dict[str, Any]] = []
+    category = None
+    if lrec.get("currency") and rrec.get("currency") and lrec["currency"] != rrec["currency"]:
+        differing.append({"field": "currency", "left": lrec["currency"], "right": rrec["currency"]})
+        category = "field_difference"
+    else:
+        for c in rule.compare:
+            lv, rv = lrec.get(c.field), rrec.get(c.field)
+            if c.amount:
+                diff = int(lv or 0) - int(rv or 0)
+                if abs(diff) > _tolerance_minor(c.tolerance, currency, tol_cache):
+                    differing.append({"field": c.field, "left": lv, "right": rv, "difference": diff})
+                    category = "amount_difference"
+            elif (None if lv is None else str(lv)) != (None if rv is None else str(rv)):
+                differing.append({"field": c.field, "left": lv, "right": rv})
+                category = category or "field_difference"
+    la = None if primary is None else int(lrec.get(primary) or 0)
+    ra = None if primary is None else int(rrec.get(primary) or 0)
+    amount = abs(la - ra) if la is not None and ra is not None else None
+    if category == "amount_difference" and not amount:
+        amount = max(abs(int(d.get("difference", 0))) for d in differing)
+    return BreakDraft(rule.id, category or "field_difference", k, currency, amount, la, ra,
+                      {"key": dict(zip(rule.key, k, strict=True)), "fields": differing,
+                       "left": _plain(lrec), "right": _plain(rrec)})
 
 
 def _one_sided(rule: Rule, k: tuple[str, ...], lrec: dict[str, Any] | None, rrec: dict[str, Any] | None,
