@@ -737,6 +737,15 @@ def settle(now: Position, booked: Sequence[Booked], moves: Sequence[Move]) -> tu
         return [], now
     first = min(m.day for m in moves)
     later = [b for b in booked if b.day >= first]
+    if not later:  # nothing booked on or after the first move: book the moves in order
+        out_: list[Booking] = []
+        b_, r_, gl_d, gl_u = now.billed, now.recognised, now.deferred, now.unbilled
+        for m in sorted(moves, key=lambda x: x.day):
+            b_, r_, gl_d = b_ + m.billed, r_ + m.amount, gl_d + m.billed
+            d, u = max(b_ - r_, 0), max(r_ - b_, 0)
+            out_.append(Booking(m.key, m.day, m.amount, gl_d - d, u - gl_u))
+            gl_d, gl_u = d, u
+        return out_, Position(b_, r_, gl_d, gl_u)
     b_ = now.billed - sum(x.billed for x in later)
     r_ = now.recognised - sum(x.amount for x in later)
     gl_d = now.deferred - sum(x.billed - x.deferred for x in later)

@@ -22,9 +22,11 @@ Command ``revrec.run {through, entity?, dry_run?}``; queries ``allocation``, ``r
 
 from __future__ import annotations
 
+import gc
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 from fractions import Fraction
@@ -35,7 +37,7 @@ from closeloop.core.entities import LegalEntity, get_entity, list_entities
 from closeloop.core.errors import NotFoundError, PeriodClosedError, ValidationError
 from closeloop.core.events import Event, NotReady, handles
 from closeloop.core.fx import convert
-from closeloop.core.money import allocate, format_minor, to_minor
+from closeloop.core.money import allocate, exponent, format_minor, to_minor
 from closeloop.core.periods import add_months, check_period, parse_date, periods_between
 from closeloop.core.registry import command, payload, query
 from closeloop.core.uow import dumps
@@ -47,6 +49,7 @@ ONE_DAY = timedelta(days=1)
 RUN_ROLES = ("controller", "admin")
 READ_ROLES = ("controller", "admin", "billing", "read_only", "sales_ops", "collections", "implementation")
 CONTRACT_EVENTS = ("contract.activated", "contract.amended", "contract.renewed", "contract.cancelled")
+PENDING = "pending"  # the schedule bucket of rows waiting for an event (a milestone not completed)
 
 
 # =========================================================================== plans from events
@@ -117,13 +120,13 @@ def _replan_contract(uow: Any, contract_id: str) -> ContractPlan:
 def _sync_schedule(uow: Any, plan: ContractPlan, rows: Sequence[Entry], calendar: Any) -> None:
     cid = plan.contract_id
     old: dict[tuple[str, str | None], list[tuple[Any, ...]]] = defaultdict(list)
-    for r in uow.all("SELECT id, line_id, period, first, last, amount, recognised, kind, ref FROM revenue_schedule"
-                     " WHERE contract_id = ?", (cid,)):
+    for r in uow.all("SELECT id, line_id, period, first, last, amount, recognised, kind, ref, bucket FROM"
+                     " revenue_schedule WHERE contract_id = ?", (cid,)):
         old[(r[1], r[2])].append(r)
     new: dict[tuple[str, str | None], list[Entry]] = defaultdict(list)
     for e in rows:
         new[(e.line_id, e.period)].append(e)
-    drop: list[tuple[int]] = []
+    drop: list[tuple[str, str, int]] = []
     add: list[tuple[Any, ...]] = []
     for key in dict.fromkeys([*old, *new]):
         o, n = old.get(key, []), new.get(key, [])
@@ -131,19 +134,21 @@ def _sync_schedule(uow: Any, plan: ContractPlan, rows: Sequence[Entry], calendar
         n_sig = sorted((_iso(e.first), _iso(e.last), e.amount, e.kind, e.ref) for e in n)
         if o_sig == n_sig and not any(r[7] == "carry" for r in o):
             continue
-        drop.extend((int(r[0]),) for r in o)
+        drop.extend((plan.entity, r[9], int(r[0])) for r in o)
         for e in n:
-            add.append((cid, e.line_id, plan.entity, e.period, _iso(e.first), _iso(e.last), e.amount, 0, e.kind, e.ref,
-                        e.first is not None))
+            add.append((cid, e.line_id, plan.entity, e.period or PENDING, e.period, _iso(e.first), _iso(e.last),
+                        e.amount, 0, e.kind, e.ref, e.first is not None))
         done = sum(int(r[6]) for r in o)
         if done and key[1] is not None:
             first = calendar.bounds(key[1])[0].isoformat()
-            add.append((cid, key[0], plan.entity, key[1], first, first, 0, done, "carry", "", True))
+            add.append((cid, key[0], plan.entity, key[1], key[1], first, first, 0, done, "carry", "", True))
     if drop:
-        uow.executemany("DELETE FROM revenue_schedule WHERE id = ?", drop)
+        uow.executemany("DELETE FROM revenue_schedule WHERE entity = ? AND bucket = ? AND id = ?", drop)
     if add:
-        uow.executemany("INSERT INTO revenue_schedule (contract_id, line_id, entity, period, first, last, amount,"
-                        " recognised, kind, ref, active) VALUES (?,?,?,?,?,?,?,?,?,?,?)", add)
+        first_id = uow.next_ids("revenue_schedule", len(add))
+        uow.executemany("INSERT INTO revenue_schedule (id, contract_id, line_id, entity, bucket, period, first, last,"
+                        " amount, recognised, kind, ref, active) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        [(first_id + i, *row) for i, row in enumerate(add)])
 
 
 def _sync_obligations(uow: Any, plan: ContractPlan, pieces: Sequence[Piece]) -> None:
@@ -260,22 +265,38 @@ def _book_billing(uow: Any, *, document: str, entity: str, currency: str, day: s
                           period=calendar.period_of(bk_day), items=booked_lines, aggregate=aggregate)
 
 
+def _formatter(currency: str) -> Any:
+    """format_minor for one currency, without looking its exponent up for every amount."""
+    exp = exponent(currency)
+    if exp == 0:
+        return str
+    unit = 10 ** exp
+
+    def fmt(minor: int) -> str:
+        whole, frac = divmod(-minor if minor < 0 else minor, unit)
+        return f"{'-' if minor < 0 else ''}{whole}.{frac:0{exp}d}"
+
+    return fmt
+
+
 def _emit_recognition(uow: Any, *, run: str, entity: str, currency: str, day: date, period: str,
                       items: Sequence[tuple[Any, ...]], aggregate: tuple[str, str]) -> int:
     """One revenue.recognized event (its lines per contract obligation) and the rows recognition keeps of it.
     ``items``: (contract, line, revenue role, product family, customer, booking, kind)."""
-    lines = [{"contract_id": cid, "line_id": line, "revenue_role": role, "amount": format_minor(bk.amount, currency),
-              "deferred": format_minor(bk.deferred, currency), "unbilled": format_minor(bk.unbilled, currency),
-              "period": period, "product_family": family}
+    fmt = _formatter(currency)
+    lines = [{"contract_id": cid, "line_id": line, "revenue_role": role, "amount": fmt(bk.amount),
+              "deferred": fmt(bk.deferred), "unbilled": fmt(bk.unbilled), "period": period, "product_family": family}
              for cid, line, role, family, _, bk, _ in items]
     event_id = int(uow.emit("revenue.recognized", aggregate[0], aggregate[1],
                             {"run": run, "entity": entity, "currency": currency, "date": day.isoformat(),
                              "lines": lines}, entity=entity))
+    first_id = uow.next_ids("revenue_recognition", len(items))
+    iso = day.isoformat()
     uow.executemany(
-        "INSERT INTO revenue_recognition (run, kind, contract_id, line_id, entity, currency, customer, period, date,"
-        " amount, deferred, unbilled, revenue_role, event_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        [(run, kind, cid, line, entity, currency, customer, period, day.isoformat(), bk.amount, bk.deferred,
-          bk.unbilled, role, event_id) for cid, line, role, _, customer, bk, kind in items])
+        "INSERT INTO revenue_recognition (id, run, kind, contract_id, line_id, entity, currency, customer, period, date,"
+        " amount, deferred, unbilled, revenue_role, event_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        [(first_id + i, run, kind, cid, line, entity, currency, customer, period, iso, bk.amount, bk.deferred,
+          bk.unbilled, role, event_id) for i, (cid, line, role, _, customer, bk, kind) in enumerate(items)])
     return event_id
 
 
@@ -453,35 +474,78 @@ def _target_entities(uow: Any, entity: str | None) -> list[LegalEntity]:
     return [get_entity(uow, entity)] if entity else list_entities(uow)
 
 
-def compute_run(uow: Any, through: date, entities: Sequence[str], *, lock: bool = False
-                ) -> tuple[list[tuple[int, bool, int]], dict[tuple[str, str, str], int]]:
-    """What a run through ``through`` would change: (row updates, revenue per (contract, line, period))."""
-    updates: list[tuple[int, bool, int]] = []
+@dataclass
+class RunPlan:
+    """What a run through a date changes: revenue per (contract, line, period posted in); the schedule rows
+    that finish by the date (all recognised: one set-based update) and the partial ones (per row)."""
+
+    through: date
+    entities: tuple[str, ...]
+    deltas: dict[tuple[str, str, str], int]
+    partial: list[tuple[int, str, str, int]]  # (recognised, entity, period, row id) of rows running on
+    finished: int  # rows that finish by the date
+
+
+def compute_run(uow: Any, through: date, entities: Sequence[str], *, lock: bool = False) -> RunPlan:
+    """What a run through ``through`` would change (reads only)."""
     deltas: dict[tuple[str, str, str], int] = defaultdict(int)
     day = through.isoformat()
     closed: dict[tuple[str, str], bool] = {}
-    target: dict[str, str] = {}
-    for ent in entities:
-        target[ent] = entity_calendar(uow, ent).period_of(through)
+    target = {ent: entity_calendar(uow, ent).period_of(through) for ent in entities}
     where = " AND entity = ?" if len(entities) == 1 else ""
-    params: tuple[Any, ...] = (day, entities[0]) if len(entities) == 1 else (day,)
-    due = model.due
-    for rid, cid, line, ent, period, first, last, amount, done in uow.all(
-            "SELECT id, contract_id, line_id, entity, period, first, last, amount, recognised FROM revenue_schedule"
-            f" WHERE active AND first <= ?{where}{uow.for_update() if lock else ''}", params):
+    one = (entities[0],) if len(entities) == 1 else ()
+
+    def post_in(ent: str, period: str) -> str:
+        key = (ent, period)
+        if key not in closed:
+            closed[key] = period_status(uow, ent, period) == "closed"
+        return target[ent] if closed[key] else period
+
+    finished = 0
+    # rows that end by the date are due in full
+    for ent, cid, line, period, amount, done in uow.all(
+            "SELECT entity, contract_id, line_id, period, amount, recognised FROM revenue_schedule"
+            f" WHERE active AND first <= ? AND last <= ?{where}", (day, day, *one)):
         if ent not in target:
             continue
-        amount, done = int(amount), int(done)
-        finished = last <= day
-        now = amount if finished else due(amount, date.fromisoformat(first), date.fromisoformat(last), through)
-        if now != done:
-            key = (ent, period)
-            if key not in closed:
-                closed[key] = period_status(uow, ent, period) == "closed"
-            deltas[(cid, line, target[ent] if closed[key] else period)] += now - done
-        if now != done or finished:
-            updates.append((now, not finished, int(rid)))
-    return updates, {k: v for k, v in deltas.items() if v}
+        finished += 1
+        if amount != done:
+            deltas[(cid, line, post_in(ent, period))] += int(amount) - int(done)
+    partial: list[tuple[int, str, str, int]] = []
+    for rid, ent, cid, line, period, first, last, amount, done in uow.all(
+            "SELECT id, entity, contract_id, line_id, period, first, last, amount, recognised FROM revenue_schedule"
+            f" WHERE active AND first <= ? AND last > ?{where}{uow.for_update() if lock else ''}", (day, day, *one)):
+        if ent not in target:
+            continue
+        now = model.due(int(amount), date.fromisoformat(first), date.fromisoformat(last), through)
+        if now != int(done):
+            deltas[(cid, line, post_in(ent, period))] += now - int(done)
+            partial.append((now, ent, period, int(rid)))
+    return RunPlan(through, tuple(target), {k: v for k, v in deltas.items() if v}, partial, finished)
+
+
+def _apply_run(uow: Any, plan: RunPlan) -> None:
+    """Record on the schedule what the run recognised."""
+    day = plan.through.isoformat()
+    for ent in plan.entities:
+        uow.execute("UPDATE revenue_schedule SET recognised = amount, active = ? WHERE active AND entity = ?"
+                    " AND first <= ? AND last <= ?", (False, ent, day, day))
+    if plan.partial:
+        uow.executemany("UPDATE revenue_schedule SET recognised = ? WHERE entity = ? AND bucket = ? AND id = ?",
+                        plan.partial)
+
+
+@contextmanager
+def _batch_gc() -> Iterator[None]:
+    """A run allocates many short-lived, acyclic objects; the cyclic collector would rescan the whole heap
+    again and again while it does (a third of a large run's time). It runs once at the end instead."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 @command("revrec.run", RevrecRun, roles=RUN_ROLES,
@@ -495,16 +559,28 @@ def revrec_run(uow: Any, cmd: RevrecRun) -> dict[str, Any]:
             raise PeriodClosedError(f"period {period} of {ent.code} is closed: a recognition run through {through}"
                                     " would post into it; reopen it or run through a date in an open period",
                                     field="through", record=ent.code, period=period)
-    updates, deltas = compute_run(uow, through, [e.code for e in ents], lock=not cmd.dry_run)
+    with _batch_gc():
+        return _run(uow, cmd, through, ents)
+
+
+def _run(uow: Any, cmd: RevrecRun, through: date, ents: Sequence[LegalEntity]) -> dict[str, Any]:
+    if not cmd.dry_run and not uow.dialect.is_sqlite:
+        # one run at a time, and no schedule or position change under it (SQLite's writer lock does the same)
+        uow.execute("LOCK TABLE revenue_schedule IN SHARE ROW EXCLUSIVE MODE")
+    plan = compute_run(uow, through, [e.code for e in ents], lock=not cmd.dry_run)
+    deltas = plan.deltas
     cids = {cid for cid, _, _ in deltas}
     heads = _heads(uow, cids, lock=not cmd.dry_run)
     metas, first_line = _line_meta(uow, cids)
     calendars = {e.code: entity_calendar(uow, e.code) for e in ents}
     moves: dict[str, list[model.Move]] = defaultdict(list)
+    days: dict[tuple[str, str], date] = {}
     for (cid, line, period), amount in deltas.items():
         ent = heads[cid]["entity"]
-        moves[cid].append(model.Move(min(calendars[ent].bounds(period)[1], through), amount=amount,
-                                     key=(line, period)))
+        day = days.get((ent, period))
+        if day is None:
+            day = days[(ent, period)] = min(calendars[ent].bounds(period)[1], through)
+        moves[cid].append(model.Move(day, amount=amount, key=(line, period)))
     since = min((m.day for ms in moves.values() for m in ms), default=through)
     booked = _booked_since(uow, [e.code for e in ents], since.isoformat(), cids)
     groups: dict[tuple[str, str, str, date], list[tuple[Any, ...]]] = defaultdict(list)
@@ -527,7 +603,7 @@ def revrec_run(uow: Any, cmd: RevrecRun) -> dict[str, Any]:
         total[(code, cur)] += sum(i[5].amount for i in items)
     summary: dict[str, Any] = {
         "through": through.isoformat(), "entity": cmd.entity, "dry_run": cmd.dry_run,
-        "lines": sum(len(v) for v in groups.values()), "rows": len(updates),
+        "lines": sum(len(v) for v in groups.values()), "rows": plan.finished + len(plan.partial),
         "recognized": [{"entity": e, "currency": c, "amount": format_minor(a, c)} for (e, c), a in sorted(total.items())]}
     if cmd.dry_run:
         summary["events"] = [{"entity": e, "currency": c, "period": p, "date": d.isoformat(), "lines": len(v)}
@@ -540,8 +616,7 @@ def revrec_run(uow: Any, cmd: RevrecRun) -> dict[str, Any]:
                                      aggregate=("revenue_run", f"{run}:{code}:{cur}:{day.isoformat()}"))
         events.append({"entity": code, "currency": cur, "period": period, "date": day.isoformat(), "lines": len(items),
                        "amount": format_minor(sum(i[5].amount for i in items), cur), "event": event_id})
-    if updates:
-        uow.executemany("UPDATE revenue_schedule SET recognised = ?, active = ? WHERE id = ?", updates)
+    _apply_run(uow, plan)
     if positions:
         now = uow.now()
         uow.executemany("UPDATE revenue_contract SET billed = ?, recognised = ?, deferred = ?, unbilled = ?,"
@@ -563,8 +638,9 @@ def _booked_since(uow: Any, entities: Sequence[str], day: str, contract_ids: set
                                    (ent, day)):
             if cid in contract_ids:
                 out[cid].append(model.Booked(date.fromisoformat(d), billed=int(net)))
+        period = entity_calendar(uow, ent).period_of(date.fromisoformat(day))
         for cid, d, a, df, u in uow.all("SELECT contract_id, date, amount, deferred, unbilled FROM revenue_recognition"
-                                        " WHERE entity = ? AND date >= ?", (ent, day)):
+                                        " WHERE entity = ? AND period >= ? AND date >= ?", (ent, period, day)):
             if cid in contract_ids:
                 out[cid].append(model.Booked(date.fromisoformat(d), amount=int(a), deferred=int(df), unbilled=int(u)))
     return out
@@ -962,8 +1038,9 @@ def deferred_revenue_rollforward(uow: Any, q: RollforwardQuery) -> dict[str, Any
                 " GROUP BY entity, currency", (ent.code, start.isoformat(), end.isoformat())))
             moved: dict[tuple[str, str, bool], int] = {}
             for c, kind, amount in uow.all(
-                    "SELECT currency, kind, SUM(deferred) FROM revenue_recognition WHERE entity = ? AND date >= ?"
-                    " AND date <= ? GROUP BY currency, kind", (ent.code, start.isoformat(), end.isoformat())):
+                    "SELECT currency, kind, SUM(deferred) FROM revenue_recognition WHERE entity = ? AND period = ?"
+                    " AND date >= ? AND date <= ? GROUP BY currency, kind",
+                    (ent.code, period, start.isoformat(), end.isoformat())):
                 key = (ent.code, c, kind != "revenue")
                 moved[key] = moved.get(key, 0) + int(amount)
             gl = gl_by_currency(uow, ent.code, "deferred_revenue", end)
@@ -1045,7 +1122,7 @@ def revenue_run_status(uow: Any, q: RunStatusQuery) -> dict[str, Any]:
     ents = [e.code for e in _target_entities(uow, q.entity)]
     if not ents:
         return {"done": True, "evidence": "no legal entity"}
-    updates, deltas = compute_run(uow, through, ents)
+    deltas = compute_run(uow, through, ents).deltas
     last = uow.one("SELECT run, through, created_at FROM revenue_run WHERE entity IS NULL OR entity = ?"
                    " ORDER BY created_at DESC LIMIT 1", (q.entity,)) if q.entity else \
         uow.one("SELECT run, through, created_at FROM revenue_run ORDER BY created_at DESC LIMIT 1")

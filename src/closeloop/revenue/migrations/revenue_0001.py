@@ -91,26 +91,25 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('contract_id', 'line_id', name=op.f('pk_revenue_obligation'))
     )
     op.create_table('revenue_recognition',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('entity', sa.String(length=16), nullable=False),
+    sa.Column('period', sa.String(length=7), nullable=False),
+    sa.Column('id', sa.BigInteger(), autoincrement=False, nullable=False),
     sa.Column('run', sa.String(length=64), nullable=False),
     sa.Column('kind', sa.String(length=8), nullable=False),
     sa.Column('contract_id', sa.String(length=64), nullable=False),
     sa.Column('line_id', sa.String(length=64), nullable=False),
-    sa.Column('entity', sa.String(length=16), nullable=False),
     sa.Column('currency', sa.String(length=3), nullable=False),
     sa.Column('customer', sa.String(length=128), nullable=False),
-    sa.Column('period', sa.String(length=7), nullable=False),
     sa.Column('date', sa.String(length=10), nullable=False),
     sa.Column('amount', sa.BigInteger(), nullable=False),
     sa.Column('deferred', sa.BigInteger(), nullable=False),
     sa.Column('unbilled', sa.BigInteger(), nullable=False),
     sa.Column('revenue_role', sa.String(length=40), nullable=False),
     sa.Column('event_id', sa.BigInteger(), nullable=True),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_revenue_recognition'))
+    sa.PrimaryKeyConstraint('entity', 'period', 'id', name=op.f('pk_revenue_recognition')),
+    sqlite_with_rowid=False
     )
     op.create_index('ix_revenue_recognition_contract', 'revenue_recognition', ['contract_id', 'line_id'], unique=False)
-    op.create_index('ix_revenue_recognition_entity_date', 'revenue_recognition', ['entity', 'date'], unique=False)
-    op.create_index('ix_revenue_recognition_entity_period', 'revenue_recognition', ['entity', 'period'], unique=False)
     op.create_table('revenue_run',
     sa.Column('run', sa.String(length=64), nullable=False),
     sa.Column('entity', sa.String(length=16), nullable=True),
@@ -122,10 +121,11 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('run', name=op.f('pk_revenue_run'))
     )
     op.create_table('revenue_schedule',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('entity', sa.String(length=16), nullable=False),
+    sa.Column('bucket', sa.String(length=7), nullable=False),
+    sa.Column('id', sa.BigInteger(), autoincrement=False, nullable=False),
     sa.Column('contract_id', sa.String(length=64), nullable=False),
     sa.Column('line_id', sa.String(length=64), nullable=False),
-    sa.Column('entity', sa.String(length=16), nullable=False),
     sa.Column('period', sa.String(length=7), nullable=True),
     sa.Column('first', sa.String(length=10), nullable=True),
     sa.Column('last', sa.String(length=10), nullable=True),
@@ -134,7 +134,8 @@ def upgrade() -> None:
     sa.Column('kind', sa.String(length=16), nullable=False),
     sa.Column('ref', sa.String(length=64), nullable=False),
     sa.Column('active', sa.Boolean(), nullable=False),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_revenue_schedule'))
+    sa.PrimaryKeyConstraint('entity', 'bucket', 'id', name=op.f('pk_revenue_schedule')),
+    sqlite_with_rowid=False
     )
     op.create_index('ix_revenue_schedule_active', 'revenue_schedule', ['entity', 'first'], unique=False, sqlite_where=sa.text('active'), postgresql_where=sa.text('active'))
     op.create_index('ix_revenue_schedule_contract', 'revenue_schedule', ['contract_id', 'line_id'], unique=False)
@@ -145,8 +146,6 @@ def downgrade() -> None:
     op.drop_index('ix_revenue_schedule_active', table_name='revenue_schedule', sqlite_where=sa.text('active'), postgresql_where=sa.text('active'))
     op.drop_table('revenue_schedule')
     op.drop_table('revenue_run')
-    op.drop_index('ix_revenue_recognition_entity_period', table_name='revenue_recognition')
-    op.drop_index('ix_revenue_recognition_entity_date', table_name='revenue_recognition')
     op.drop_index('ix_revenue_recognition_contract', table_name='revenue_recognition')
     op.drop_table('revenue_recognition')
     op.drop_table('revenue_obligation')
