@@ -33,6 +33,7 @@ WORKLOAD_MODULES: tuple[str, ...] = (
     "closeloop.bench.api",
     "closeloop.bench.billing",
     "closeloop.bench.events",
+    "closeloop.bench.collections",
     "closeloop.bench.revenue",
 )
 

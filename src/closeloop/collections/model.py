@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from functools import lru_cache
 
 # --------------------------------------------------------------------------- records
 
@@ -210,9 +211,15 @@ def digits_key(invoice_number: str) -> str:
     return "".join(ch for ch in invoice_number if ch.isdigit()).lstrip("0")
 
 
-def candidate_references(text: str, references: Sequence[str] = ()) -> list[tuple[str, str]]:
+def candidate_references(text: str, references: Sequence[str] = ()) -> tuple[tuple[str, str], ...]:
     """Every token that could name an invoice: (kind, key) with kind ``number``, ``rf`` or ``qr``;
-    structured references first, then the tokens of the free text in order."""
+    structured references first, then the tokens of the free text in order (memoised: a statement's
+    texts are scanned once for the book and once for matching)."""
+    return _candidates(text or "", tuple(references))
+
+
+@lru_cache(maxsize=262_144)
+def _candidates(text: str, references: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     out: list[tuple[str, str]] = []
     seen: set[tuple[str, str]] = set()
 
@@ -251,7 +258,7 @@ def candidate_references(text: str, references: Sequence[str] = ()) -> list[tupl
             piece = compact[start:start + 27]
             if is_valid_qr(piece):
                 add("qr", piece[:26].lstrip("0"))
-    return out
+    return tuple(out)
 
 
 # --------------------------------------------------------------------------- the working index

@@ -327,41 +327,47 @@ class NewPayment:
     number: str | None = None
 
 
-def insert_payments(uow: Any, items: Sequence[NewPayment]) -> list[int]:
-    """Insert payments and emit their ``payment.received`` events; returns their ids."""
+def insert_payments(uow: Any, items: Sequence[NewPayment], *, ids: Sequence[int] | None = None,
+                    outcomes: Sequence[Mapping[str, Any]] | None = None) -> list[int]:
+    """Insert payments (with their match outcome when known) and emit their ``payment.received`` events.
+    Ids are explicit (reserved from the id block, or given), so no read-back is needed; returns them."""
     if not items:
         return []
-    first = payment_number(uow, len(items))
+    if ids is None:
+        ids = reserve_payments(uow, items)
     now = uow.now()
     rows = []
     events = []
     for i, p in enumerate(items):
-        number = p.number or f"PAY-{first + i:07d}"
-        p.number = number
-        rows.append((number, p.entity, p.customer, p.currency, p.amount, 0, 0, p.date, p.channel, p.origin,
-                     p.reference, p.remittance, p.payer_name, p.payer_account, p.provider_ref, p.fee, None,
-                     "unapplied", None, None, None, None, None, p.bank_line_id, now))
-        body: dict[str, Any] = {"payment": number, "entity": p.entity, "currency": p.currency, "date": p.date,
+        o = outcomes[i] if outcomes is not None else {}
+        rows.append((ids[i], p.number, p.entity, o.get("customer") or p.customer, p.currency, p.amount,
+                     o.get("applied", 0), 0, p.date, p.channel, p.origin, p.reference, p.remittance, p.payer_name,
+                     p.payer_account, p.provider_ref, p.fee, None, o.get("status", "unapplied"), o.get("reason"),
+                     o.get("confidence"), o.get("detail"), o.get("proposal"), o.get("exception_id"), p.bank_line_id,
+                     now))
+        body: dict[str, Any] = {"payment": p.number, "entity": p.entity, "currency": p.currency, "date": p.date,
                                 "amount": fmt(p.amount, p.currency), "channel": p.channel}
         if p.customer:
             body["customer"] = p.customer
         if p.reference:
             body["reference"] = p.reference[:200]
-        events.append((number, p.entity, body))
+        events.append((p.number, p.entity, body))
     uow.executemany(
-        "INSERT INTO collections_payment (number, entity, customer, currency, amount, applied, refunded, date, channel,"
-        " origin, reference, remittance, payer_name, payer_account, provider_ref, fee, payout, status, match_reason,"
-        " match_confidence, match_detail, proposal, exception_id, bank_line_id, created_at)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+        "INSERT INTO collections_payment (id, number, entity, customer, currency, amount, applied, refunded, date,"
+        " channel, origin, reference, remittance, payer_name, payer_account, provider_ref, fee, payout, status,"
+        " match_reason, match_confidence, match_detail, proposal, exception_id, bank_line_id, created_at)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
     uow.emit_many("payment.received", "payment", events)
-    numbers = [p.number for p in items]
-    ids: dict[str, int] = {}
-    for start in range(0, len(numbers), 500):
-        chunk = numbers[start:start + 500]
-        marks = ",".join("?" * len(chunk))
-        ids.update({n: int(i) for i, n in uow.all(f"SELECT id, number FROM collections_payment WHERE number IN"
-                                                 f" ({marks})", chunk)})
-    return [ids[n] for n in numbers]  # type: ignore[index]
+    return list(ids)
+
+
+def reserve_payments(uow: Any, items: Sequence[NewPayment]) -> list[int]:
+    """Explicit ids and numbers for new payments (numbers ``PAY-0000001`` in one gapless block)."""
+    first_id = uow.next_ids("collections_payment", len(items), table="collections_payment")
+    first = payment_number(uow, len(items))
+    for i, p in enumerate(items):
+        p.number = p.number or f"PAY-{first + i:07d}"
+    return list(range(first_id, first_id + len(items)))
 
 
 def payment_status(amount: int, applied: int, refunded: int) -> str:
@@ -431,12 +437,22 @@ def _allocations_json(allocs: Sequence[Allocation], book: InvoiceBook | None = N
                    "write_off": a.write_off} for a in allocs])
 
 
-def record_match(uow: Any, applier: Applier, pay: Mapping[str, Any], match: Match, *,
-                 learn: str | None = None) -> dict[str, Any]:
-    """Persist a match for a payment just inserted: applications, status, proposal and exception."""
+def _inv_of(book: InvoiceBook | None, number: str) -> dict[str, Any] | None:
+    found = book.invoices.get(number) if book is not None else None
+    if found is None:
+        return None
+    return {"number": found.number, "entity": found.entity, "customer": found.customer, "currency": found.currency,
+            "total": found.total, "date": found.date}
+
+
+def settle(uow: Any, applier: Applier, pay: Mapping[str, Any], match: Match, *,
+           learn: str | None = None, book: InvoiceBook | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Act on a match: applications, the exception of an unplaced receipt, a learned payer account.
+    Returns (the payment's outcome columns, the result shown to the caller)."""
     applied = 0
     for alloc in match.allocations:
-        applier.apply(int(pay["id"]), pay["number"], pay["date"], alloc, match.reason, match.confidence)
+        applier.apply(int(pay["id"]), pay["number"], pay["date"], alloc, match.reason, match.confidence,
+                      _inv_of(book, alloc.invoice))
         applied += alloc.payment_amount
     status = payment_status(int(pay["amount"]), applied, 0)
     exception_id = None
@@ -458,21 +474,33 @@ def record_match(uow: Any, applier: Applier, pay: Mapping[str, Any], match: Matc
             details={"reason": match.reason, "confidence": str(match.confidence), "detail": match.detail,
                      "proposal": json.loads(_allocations_json(match.proposal)) if match.proposal else []},
             dedup_key=f"low_confidence_match:{pay['number']}")
-    uow.execute("UPDATE collections_payment SET applied = ?, status = ?, customer = COALESCE(customer, ?),"
-                " match_reason = ?, match_confidence = ?, match_detail = ?, proposal = ?, exception_id = ?"
-                " WHERE id = ?",
-                (applied, status, customer, match.reason, str(match.confidence), match.detail[:2000] or None,
-                 _allocations_json(match.proposal) if match.proposal else None, exception_id, pay["id"]))
     if learn and customer and match.allocations and match.reason.startswith(("reference", "invoice_given")) \
             and settings()["cash_application"].get("learn_payer_accounts", True):
         link_payer(uow, learn, customer, "learned")
-    return {"payment": pay["number"], "status": status, "customer": customer, "reason": match.reason,
-            "confidence": str(match.confidence), "detail": match.detail,
-            "applied": [{"invoice": a.invoice, "amount": fmt(a.amount, applier.invoices.get(a.invoice, {}).get(
-                "currency", pay["currency"])), "write_off": fmt(a.write_off, applier.invoices.get(a.invoice, {}).get(
-                    "currency", pay["currency"]))} for a in match.allocations],
-            "unapplied": fmt(int(pay["amount"]) - applied, pay["currency"]),
-            **({"exception": exception_id} if exception_id else {})}
+    outcome = {"applied": applied, "status": status, "customer": customer, "reason": match.reason,
+               "confidence": str(match.confidence), "detail": match.detail[:2000] or None,
+               "proposal": _allocations_json(match.proposal) if match.proposal else None,
+               "exception_id": exception_id}
+    currency_of = {a.invoice: (_inv_of(book, a.invoice) or applier.invoices.get(a.invoice) or {}).get(
+        "currency", pay["currency"]) for a in match.allocations}
+    out = {"payment": pay["number"], "status": status, "customer": customer, "reason": match.reason,
+           "confidence": str(match.confidence), "detail": match.detail,
+           "applied": [{"invoice": a.invoice, "amount": fmt(a.amount, currency_of[a.invoice]),
+                        "write_off": fmt(a.write_off, currency_of[a.invoice])} for a in match.allocations],
+           "unapplied": fmt(int(pay["amount"]) - applied, pay["currency"]),
+           **({"exception": exception_id} if exception_id else {})}
+    return outcome, out
+
+
+def record_match(uow: Any, applier: Applier, pay: Mapping[str, Any], match: Match, *,
+                 learn: str | None = None, book: InvoiceBook | None = None) -> dict[str, Any]:
+    """Persist a match for a payment already inserted (unapplied): applications, status, exception."""
+    o, out = settle(uow, applier, pay, match, learn=learn, book=book)
+    uow.execute("UPDATE collections_payment SET applied = ?, status = ?, customer = COALESCE(customer, ?),"
+                " match_reason = ?, match_confidence = ?, match_detail = ?, proposal = ?, exception_id = ?"
+                " WHERE id = ?", (o["applied"], o["status"], o["customer"], o["reason"], o["confidence"], o["detail"],
+                                  o["proposal"], o["exception_id"], pay["id"]))
+    return out
 
 
 def receive(uow: Any, p: NewPayment, *, invoice: str | None = None, references: Sequence[str] = (),
@@ -491,7 +519,8 @@ def receive(uow: Any, p: NewPayment, *, invoice: str | None = None, references: 
     else:
         book = build_book(uow, [receipt], entity=p.entity)
         match = model.match_receipt(receipt, book, match_rules(), converter_for(uow, p.date))
-    out = record_match(uow, applier, pay, match, learn=p.payer_account)
+    out = record_match(uow, applier, pay, match, learn=p.payer_account,
+                       book=book if p.customer is not None or unknown_customer_ref is None else None)
     applier.flush()
     return out
 
@@ -958,6 +987,8 @@ def import_statements(uow: Any, statements: Sequence[Statement], *, entity: str,
                                           f" fingerprint IN ({marks})", [entity, *chunk]))
     receipts: list[tuple[int, StatementLine, str]] = []
     first_line = uow.next_ids("collections_bank_line", len(pending), table="collections_bank_line")
+    payers = payer_customers(uow, [line.payer_account for _, _, line in pending
+                                   if line.payer_account and line.direction == "credit"])
     reversals: list[tuple[int, StatementLine]] = []
     payout_lines: list[tuple[int, StatementLine]] = []
     for i, ((stmt_id, st, line), fp) in enumerate(zip(pending, fingerprints, strict=True)):
@@ -992,13 +1023,21 @@ def import_statements(uow: Any, statements: Sequence[Statement], *, entity: str,
                           line.direction, bool(line.reversal), line.amount, line.currency, line.text[:4000] or None,
                           " ".join(line.references)[:2000] or None, line.end_to_end, line.bank_reference,
                           line.payer_name, line.payer_account, status, None, None, note, fp))
+    news = [NewPayment(entity=entity, customer=payers.get(line.payer_account or ""), currency=line.currency,
+                       amount=line.amount, date=line.booking_date, channel="bank", origin="bank",
+                       reference=(line.end_to_end or (line.references[0] if line.references else None)),
+                       remittance=line.text[:4000] or None, payer_name=line.payer_name,
+                       payer_account=line.payer_account, bank_line_id=line_id) for line_id, line, _ in receipts]
+    payment_ids = reserve_payments(uow, news) if news else []
+    by_line = {line_id: pid for (line_id, _, _), pid in zip(receipts, payment_ids, strict=True)}
+    line_rows = [(*row[:18], by_line.get(row[0]), *row[19:]) for row in line_rows]
     uow.executemany(
         "INSERT INTO collections_bank_line (id, statement_id, entity, entry, detail, booking_date, value_date,"
         " direction, reversal, amount, currency, remittance, refs, end_to_end, bank_reference, payer_name,"
         " payer_account, status, payment_id, payout, note, fingerprint) VALUES"
         " (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", line_rows)
     if receipts:
-        _apply_bank_receipts(uow, entity, receipts, report)
+        _apply_bank_receipts(uow, entity, receipts, news, payment_ids, report)
     for line_id, line in payout_lines:
         from closeloop.collections.provider import match_payout_line
 
@@ -1012,19 +1051,9 @@ def import_statements(uow: Any, statements: Sequence[Statement], *, entity: str,
 
 
 def _apply_bank_receipts(uow: Any, entity: str, receipts: Sequence[tuple[int, StatementLine, str]],
-                         report: dict[str, Any]) -> None:
-    payers = payer_customers(uow, [ln.payer_account for _, ln, _ in receipts if ln.payer_account])
-    news = []
-    for line_id, line, _account in receipts:
-        text = line.text
-        news.append(NewPayment(entity=entity, customer=payers.get(line.payer_account or ""), currency=line.currency,
-                               amount=line.amount, date=line.booking_date, channel="bank", origin="bank",
-                               reference=(line.end_to_end or (line.references[0] if line.references else None)),
-                               remittance=text[:4000] or None, payer_name=line.payer_name,
-                               payer_account=line.payer_account, bank_line_id=line_id))
-    ids = insert_payments(uow, news)
-    uow.executemany("UPDATE collections_bank_line SET payment_id = ? WHERE id = ?",
-                    [(pid, line_id) for pid, (line_id, _, _) in zip(ids, receipts, strict=True)])
+                         news: Sequence[NewPayment], ids: Sequence[int], report: dict[str, Any]) -> None:
+    """Match every receipt of a statement against one book, then write payments, applications and
+    their events set-based (payment.received before payment.applied in the outbox)."""
     rs = [Receipt(id=str(p.number), amount=p.amount, currency=p.currency, date=p.date, customer=p.customer,
                   text=line.text, references=tuple(line.references) + ((line.end_to_end,) if line.end_to_end else ()),
                   entity=entity) for p, (_, line, _) in zip(news, receipts, strict=True)]
@@ -1033,17 +1062,20 @@ def _apply_bank_receipts(uow: Any, entity: str, receipts: Sequence[tuple[int, St
     applier = Applier(uow)
     convs: dict[str, model.Converter] = {}
     report["receipts"] += len(rs)
+    outcomes = []
     for pid, p, r in zip(ids, news, rs, strict=True):
         conv = convs.get(p.date) or convs.setdefault(p.date, converter_for(uow, p.date))
         match = model.match_receipt(r, book, rules, conv)
         pay = {"id": pid, "number": p.number, "amount": p.amount, "currency": p.currency, "date": p.date,
                "entity": entity, "customer": p.customer}
-        out = record_match(uow, applier, pay, match, learn=p.payer_account)
+        outcome, out = settle(uow, applier, pay, match, learn=p.payer_account, book=book)
+        outcomes.append(outcome)
         report[out["status"] if out["status"] in ("applied", "partially_applied", "unapplied") else "unapplied"] += 1
         if "exception" in out:
             report["exceptions"] += 1
         if len(report["payments"]) < 200:
             report["payments"].append(out)
+    insert_payments(uow, news, ids=ids, outcomes=outcomes)
     applier.flush()
 
 

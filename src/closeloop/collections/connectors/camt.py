@@ -36,6 +36,9 @@ _NS = re.compile(r"^urn:iso:std:iso:20022:tech:xsd:camt\.(053|054)\.001\.(\d{2})
 SUPPORTED_VERSIONS = range(2, 14)
 
 
+Flat = dict[str, list[Any]]
+
+
 def _refuse(name: str, reason: str, **details: Any) -> ValidationError:
     return ValidationError(f"{name}: {reason}", field="file", record=name, **details)
 
@@ -68,26 +71,114 @@ def safe_root(data: bytes, name: str = "statement") -> Any:
 
 
 class _Reader:
-    """Namespace-aware look-ups relative to an element."""
+    """Namespace-aware look-ups relative to an element, one child step at a time (lxml's C-level
+    ``iterchildren(tag)``, much faster than ElementPath for the many small look-ups of a statement)."""
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
+        self._steps: dict[str, tuple[str, ...]] = {}
 
-    def _path(self, path: str) -> str:
-        return "/".join(f"{{{self.uri}}}{part}" if part not in (".", "..") else part for part in path.split("/"))
+    def steps(self, path: str) -> tuple[str, ...]:
+        found = self._steps.get(path)
+        if found is None:
+            found = self._steps[path] = tuple(f"{{{self.uri}}}{part}" for part in path.split("/"))
+        return found
 
     def find(self, el: Any, path: str) -> Any:
-        return None if el is None else el.find(self._path(path))
+        for tag in self.steps(path):
+            if el is None:
+                return None
+            el = next(el.iterchildren(tag), None)
+        return el
 
     def findall(self, el: Any, path: str) -> list[Any]:
-        return [] if el is None else el.findall(self._path(path))
+        if el is None:
+            return []
+        nodes = [el]
+        for tag in self.steps(path):
+            nodes = [c for n in nodes for c in n.iterchildren(tag)]
+        return nodes
 
     def text(self, el: Any, *paths: str) -> str | None:
         for path in paths:
             found = self.find(el, path)
-            if found is not None and found.text is not None and found.text.strip():
-                return " ".join(found.text.split())
+            if found is not None:
+                value = found.text
+                if value is not None and value.strip():
+                    return " ".join(value.split())
         return None
+
+
+ENTRY_KEYS = ("Amt", "Amt/@Ccy", "CdtDbtInd", "RvslInd", "Sts", "Sts/Cd", "Sts/Prtry", "BookgDt/Dt", "BookgDt/DtTm",
+              "ValDt/Dt", "ValDt/DtTm", "AcctSvcrRef", "NtryRef", "AddtlNtryInf", "BkTxCd/Domn/Cd",
+              "BkTxCd/Domn/Fmly/Cd", "BkTxCd/Domn/Fmly/SubFmlyCd", "BkTxCd/Prtry/Cd")
+TX_KEYS = ("Amt", "Amt/@Ccy", "AmtDtls/TxAmt/Amt", "AmtDtls/TxAmt/Amt/@Ccy", "AmtDtls/InstdAmt/Amt",
+           "AmtDtls/InstdAmt/Amt/@Ccy", "CdtDbtInd", "AddtlTxInf", "Refs/EndToEndId", "Refs/AcctSvcrRef", "Refs/TxId",
+           "RmtInf/Ustrd", "RmtInf/Strd/CdtrRefInf/Ref", "RmtInf/Strd/RfrdDocInf/Nb", "RmtInf/Strd/AddtlRmtInf",
+           "BkTxCd/Domn/Cd", "BkTxCd/Domn/Fmly/Cd", "BkTxCd/Domn/Fmly/SubFmlyCd", "BkTxCd/Prtry/Cd",
+           *(f"RltdPties/{who}{role}/{leaf}" for who in ("", "Ultmt") for role in ("Dbtr", "Cdtr")
+             for leaf in ("Nm", "Pty/Nm")),
+           *(f"RltdPties/{role}Acct/Id/{leaf}" for role in ("Dbtr", "Cdtr") for leaf in ("IBAN", "Othr/Id")))
+_XSLT_CACHE: dict[str, Any] = {}
+
+
+def _xpath(key: str) -> str:
+    return "/".join(part if part.startswith("@") else f"c:{part}" for part in key.split("/"))
+
+
+MULTI = frozenset({"RmtInf/Ustrd", "RmtInf/Strd/CdtrRefInf/Ref", "RmtInf/Strd/RfrdDocInf/Nb", "RmtInf/Strd/AddtlRmtInf"})
+_SEP = "\ue000"  # between the values of a repeated element (a private-use character: never in bank data)
+
+
+def _fields(keys: tuple[str, ...]) -> str:
+    """Positional fields, tab-separated: the first value of single elements, every value of repeated ones."""
+    out = []
+    for key in keys:
+        if key in MULTI:
+            out.append(f'<xsl:text>&#9;</xsl:text><xsl:for-each select="{_xpath(key)}"><xsl:if test="position() > 1">'
+                       f'<xsl:text>{_SEP}</xsl:text></xsl:if><xsl:value-of select="normalize-space(.)"/></xsl:for-each>')
+        else:
+            out.append(f'<xsl:text>&#9;</xsl:text><xsl:value-of select="normalize-space({_xpath(key)})"/>')
+    return "".join(out)
+
+
+def _transform(uri: str) -> Any:
+    """An XSLT (run by libxslt, in C) that writes every entry and transaction of a statement as one
+    tab-separated line of ``path=value`` fields: the fast path for statements of 100,000 entries."""
+    found = _XSLT_CACHE.get(uri)
+    if found is None:
+        sheet = (f'<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform" xmlns:c="{uri}">'
+                 '<xsl:output method="text" encoding="UTF-8"/><xsl:template match="/">'
+                 '<xsl:for-each select="/c:Document/*/c:Stmt | /c:Document/*/c:Ntfctn"><xsl:text>S&#10;</xsl:text>'
+                 '<xsl:for-each select="c:Ntry"><xsl:text>E</xsl:text>' + _fields(ENTRY_KEYS) + '<xsl:text>&#10;'
+                 '</xsl:text><xsl:for-each select="c:NtryDtls/c:TxDtls"><xsl:text>T</xsl:text>' + _fields(TX_KEYS)
+                 + '<xsl:text>&#10;</xsl:text></xsl:for-each></xsl:for-each></xsl:for-each>'
+                 '</xsl:template></xsl:stylesheet>')
+        found = _XSLT_CACHE[uri] = etree.XSLT(etree.fromstring(sheet.encode()))
+    return found
+
+
+def _records(root: Any, uri: str) -> list[list[tuple[dict[str, list[str]], list[dict[str, list[str]]]]]]:
+    """[statement][entry] = (entry fields, [transaction fields]) from the XSLT's text output."""
+    text = str(_transform(uri)(root))
+    statements: list[list[tuple[dict[str, list[str]], list[dict[str, list[str]]]]]] = []
+    entry_keys = [k.replace("/@", "@") for k in ENTRY_KEYS]
+    tx_keys = [k.replace("/@", "@") for k in TX_KEYS]
+    multi = [k in MULTI for k in TX_KEYS]
+    for line in text.split("\n"):
+        if not line:
+            continue
+        kind = line[0]
+        if kind == "S":
+            statements.append([])
+            continue
+        parts = line.split("\t")[1:]
+        if kind == "E":
+            statements[-1].append(({k: [v] for k, v in zip(entry_keys, parts, strict=False) if v}, []))
+        else:
+            statements[-1][-1][1].append({k: (v.split(_SEP) if m else [v])
+                                          for k, v, m in zip(tx_keys, parts, multi, strict=False) if v})
+    return statements
 
 
 def _minor(text: str | None, currency: str, where: str, name: str) -> int:
@@ -131,11 +222,15 @@ def parse_camt(data: bytes, name: str = "statement.xml") -> list[Statement]:
     items = r.findall(message, item_tag)
     if not items:
         raise _refuse(name, f"{message_tag} has no {item_tag}")
-    return [_statement(r, item, f"camt.{kind}.001.{version}", msg_id, name, n)
+    records = _records(root, uri)
+    if len(records) != len(items):  # pragma: no cover - both walk the same statements in document order
+        raise _refuse(name, "statements could not be read consistently")
+    return [_statement(r, item, f"camt.{kind}.001.{version}", msg_id, name, n, records[n - 1])
             for n, item in enumerate(items, 1)]
 
 
-def _statement(r: _Reader, stmt: Any, version: str, msg_id: str | None, name: str, number: int) -> Statement:
+def _statement(r: _Reader, stmt: Any, version: str, msg_id: str | None, name: str, number: int,
+               entries: list[tuple[Flat, list[Flat]]]) -> Statement:
     where = f"statement {number}"
     acct = r.find(stmt, "Acct")
     account = r.text(acct, "Id/IBAN", "Id/Othr/Id") or ""
@@ -156,8 +251,8 @@ def _statement(r: _Reader, stmt: Any, version: str, msg_id: str | None, name: st
         elif code in ("CLBD",):
             closing = value
     lines: list[StatementLine] = []
-    for e_no, ntry in enumerate(r.findall(stmt, "Ntry"), 1):
-        lines.extend(_entry_lines(r, ntry, e_no, currency, name, where))
+    for e_no, (entry, txs) in enumerate(entries, 1):
+        lines.extend(_entry_lines(entry, txs, e_no, currency, name, where))
     return Statement(
         format=version, statement_id=r.text(stmt, "Id") or f"{msg_id or name}-{number}", account=account,
         currency=currency, lines=tuple(lines), opening_balance=opening, closing_balance=closing,
@@ -165,73 +260,102 @@ def _statement(r: _Reader, stmt: Any, version: str, msg_id: str | None, name: st
     )
 
 
-def _party(r: _Reader, tx: Any, role: str) -> tuple[str | None, str | None]:
-    parties = r.find(tx, "RltdPties")
-    if parties is None:
-        return None, None
-    nm = r.text(parties, f"{role}/Nm", f"{role}/Pty/Nm", f"Ultmt{role}/Nm", f"Ultmt{role}/Pty/Nm")
-    acct = r.text(parties, f"{role}Acct/Id/IBAN", f"{role}Acct/Id/Othr/Id")
+def _flat(el: Any, plen: int, prefix: str, out: Flat, skip: str | None = None) -> Flat:
+    """Every leaf below ``el`` by its path of local names ("RmtInf/Strd/CdtrRefInf/Ref"), texts in document
+    order, and attributes as "path@Name": one pass over the subtree instead of many path look-ups."""
+    for c in el.iterchildren(tag=etree.Element):
+        name = c.tag[plen:] if c.tag[0] == "{" else c.tag
+        if name == skip:
+            continue
+        key = f"{prefix}/{name}" if prefix else name
+        if len(c):
+            _flat(c, plen, key, out)
+        else:
+            out.setdefault(key, []).append(c.text)
+            if c.attrib:
+                for attr, value in c.attrib.items():
+                    out.setdefault(f"{key}@{attr}", []).append(value)
+    return out
+
+
+def _first(d: Flat, *keys: str) -> str | None:
+    for key in keys:
+        for value in d.get(key, ()):
+            if value is not None and value.strip():
+                return " ".join(value.split())
+    return None
+
+
+def _all(d: Flat, key: str) -> list[str]:
+    return [" ".join(v.split()) for v in d.get(key, ()) if v is not None and v.strip()]
+
+
+def _party(d: Flat, role: str) -> tuple[str | None, str | None]:
+    p = "RltdPties/"
+    nm = _first(d, f"{p}{role}/Nm", f"{p}{role}/Pty/Nm", f"{p}Ultmt{role}/Nm", f"{p}Ultmt{role}/Pty/Nm")
+    acct = _first(d, f"{p}{role}Acct/Id/IBAN", f"{p}{role}Acct/Id/Othr/Id")
     return nm, acct
 
 
-def _remittance(r: _Reader, tx: Any) -> tuple[list[str], list[str]]:
-    texts: list[str] = []
-    refs: list[str] = []
-    for rmt in r.findall(tx, "RmtInf"):
-        texts.extend(" ".join(u.text.split()) for u in r.findall(rmt, "Ustrd") if u.text and u.text.strip())
-        for strd in r.findall(rmt, "Strd"):
-            for cref in r.findall(strd, "CdtrRefInf"):
-                ref = r.text(cref, "Ref")
-                if ref:
-                    refs.append(ref)
-            for doc in r.findall(strd, "RfrdDocInf"):
-                nb = r.text(doc, "Nb")
-                if nb:
-                    refs.append(nb)
-            texts.extend(" ".join(a.text.split()) for a in r.findall(strd, "AddtlRmtInf") if a.text and a.text.strip())
+def _remittance(d: Flat) -> tuple[list[str], list[str]]:
+    texts = _all(d, "RmtInf/Ustrd")
+    refs = _all(d, "RmtInf/Strd/CdtrRefInf/Ref") + _all(d, "RmtInf/Strd/RfrdDocInf/Nb")
+    texts += _all(d, "RmtInf/Strd/AddtlRmtInf")
     return texts, refs
 
 
-def _entry_lines(r: _Reader, ntry: Any, e_no: int, stmt_ccy: str | None, name: str,
+def _bank_code(d: Flat) -> str | None:
+    domain = _first(d, "BkTxCd/Domn/Cd")
+    if domain:
+        family = _first(d, "BkTxCd/Domn/Fmly/Cd") or ""
+        sub = _first(d, "BkTxCd/Domn/Fmly/SubFmlyCd") or ""
+        return "-".join(x for x in (domain, family, sub) if x)
+    return _first(d, "BkTxCd/Prtry/Cd")
+
+
+def _amount_of(d: Flat, key: str, default_ccy: str | None) -> tuple[str | None, str | None]:
+    values = d.get(key)
+    if not values:
+        return None, None
+    ccys = d.get(f"{key}@Ccy") or [None]
+    return values[0], ccys[0] or default_ccy
+
+
+def _entry_lines(e: Flat, flats: list[Flat], e_no: int, stmt_ccy: str | None, name: str,
                  where: str) -> list[StatementLine]:
     here = f"{where}, entry {e_no}"
-    amt_el = r.find(ntry, "Amt")
-    if amt_el is None:
+    amt_text, currency = _amount_of(e, "Amt", stmt_ccy)
+    if amt_text is None:
         raise _refuse(name, f"{here}: Amt is missing")
-    currency = amt_el.get("Ccy") or stmt_ccy
     if not currency:
         raise _refuse(name, f"{here}: Amt has no Ccy")
-    entry_amount = _minor(amt_el.text, currency, here, name)
-    cdi = r.text(ntry, "CdtDbtInd")
+    entry_amount = _minor(amt_text, currency, here, name)
+    cdi = _first(e, "CdtDbtInd")
     if cdi not in ("CRDT", "DBIT"):
         raise _refuse(name, f"{here}: CdtDbtInd {cdi!r} must be CRDT or DBIT")
-    reversal = (r.text(ntry, "RvslInd") or "").lower() == "true"
-    status = r.text(ntry, "Sts/Cd", "Sts/Prtry", "Sts") or "BOOK"
-    booking = _day(r.text(ntry, "BookgDt/Dt", "BookgDt/DtTm"))
-    value = _day(r.text(ntry, "ValDt/Dt", "ValDt/DtTm"))
+    reversal = (_first(e, "RvslInd") or "").lower() == "true"
+    status = _first(e, "Sts/Cd", "Sts/Prtry", "Sts") or "BOOK"
+    booking = _day(_first(e, "BookgDt/Dt", "BookgDt/DtTm"))
+    value = _day(_first(e, "ValDt/Dt", "ValDt/DtTm"))
     if not booking and not value:
         raise _refuse(name, f"{here}: neither BookgDt nor ValDt")
-    bank_ref = r.text(ntry, "AcctSvcrRef", "NtryRef")
-    extra_info = r.text(ntry, "AddtlNtryInf")
-    bank_code = _bank_code(r, ntry)
-    txs = [tx for dtls in r.findall(ntry, "NtryDtls") for tx in r.findall(dtls, "TxDtls")]
+    bank_ref = _first(e, "AcctSvcrRef", "NtryRef")
+    extra_info = _first(e, "AddtlNtryInf")
+    bank_code = _bank_code(e)
+    txs = flats
     if not txs:
         return [StatementLine(entry=e_no, detail=1, booking_date=booking or value or "", value_date=value,
                               direction="credit" if cdi == "CRDT" else "debit", amount=entry_amount,
                               currency=currency, reversal=reversal, status=status,
                               remittance=tuple(t for t in (extra_info,) if t), bank_reference=bank_ref,
                               bank_code=bank_code)]
-    lines = []
     amounts: list[tuple[int, str] | None] = []
-    for tx in txs:
-        tx_amt = r.find(tx, "Amt")
-        if tx_amt is None:
-            tx_amt = r.find(tx, "AmtDtls/TxAmt/Amt")
-        if tx_amt is not None:
-            tx_ccy = tx_amt.get("Ccy") or currency
-            amounts.append((_minor(tx_amt.text, tx_ccy, f"{here} transaction", name), tx_ccy))
-        else:
-            amounts.append(None)
+    for d in flats:
+        text, ccy = _amount_of(d, "Amt", currency)
+        if text is None:
+            text, ccy = _amount_of(d, "AmtDtls/TxAmt/Amt", currency)
+        amounts.append(None if text is None else (_minor(text, ccy or currency, f"{here} transaction", name),
+                                                  ccy or currency))
     if len(txs) == 1:
         # one transaction: the entry's booked amount is what moved on the account
         amounts = [(entry_amount, currency)]
@@ -242,47 +366,38 @@ def _entry_lines(r: _Reader, ntry: Any, e_no: int, stmt_ccy: str | None, name: s
             amounts[missing[0]] = (entry_amount - known, currency)
         else:
             raise _refuse(name, f"{here}: a batch of {len(txs)} transactions without their amounts")
-    for t_no, (tx, found) in enumerate(zip(txs, amounts, strict=True), 1):
+    lines = []
+    for t_no, (d, found) in enumerate(zip(flats, amounts, strict=True), 1):
         amount, tx_currency = found or (0, currency)
-        tx_cdi = r.text(tx, "CdtDbtInd") or cdi
+        tx_cdi = _first(d, "CdtDbtInd") or cdi
         direction = "credit" if tx_cdi == "CRDT" else "debit"
         # the counterparty: the debtor pays us (credit), we pay the creditor (debit)
-        payer_name, payer_account = _party(r, tx, "Dbtr" if direction == "credit" else "Cdtr")
-        texts, refs = _remittance(r, tx)
-        addtl = r.text(tx, "AddtlTxInf")
+        payer_name, payer_account = _party(d, "Dbtr" if direction == "credit" else "Cdtr")
+        texts, refs = _remittance(d)
+        addtl = _first(d, "AddtlTxInf")
         if addtl:
             texts.append(addtl)
         if extra_info and len(txs) == 1:
             texts.append(extra_info)
-        e2e = r.text(tx, "Refs/EndToEndId")
+        e2e = _first(d, "Refs/EndToEndId")
         if e2e and e2e.upper() == "NOTPROVIDED":
             e2e = None
-        original = r.find(tx, "AmtDtls/InstdAmt/Amt")
-        orig_ccy = original.get("Ccy") if original is not None else None
+        orig_text, orig_ccy = _amount_of(d, "AmtDtls/InstdAmt/Amt", None)
         orig_amount = None
-        if original is not None and orig_ccy:
+        if orig_text is not None and orig_ccy:
             try:
-                orig_amount = _minor(original.text, orig_ccy, f"{here} instructed amount", name)
+                orig_amount = _minor(orig_text, orig_ccy, f"{here} instructed amount", name)
             except ValidationError:
                 orig_amount = None
         lines.append(StatementLine(
             entry=e_no, detail=t_no, booking_date=booking or value or "", value_date=value, direction=direction,
             amount=amount, currency=tx_currency, reversal=reversal, status=status, remittance=tuple(texts),
             references=tuple(refs), end_to_end=e2e,
-            bank_reference=r.text(tx, "Refs/AcctSvcrRef", "Refs/TxId") or bank_ref,
-            payer_name=payer_name, payer_account=payer_account, bank_code=_bank_code(r, tx) or bank_code,
+            bank_reference=_first(d, "Refs/AcctSvcrRef", "Refs/TxId") or bank_ref,
+            payer_name=payer_name, payer_account=payer_account, bank_code=_bank_code(d) or bank_code,
             batch_size=len(txs), original_amount=orig_amount, original_currency=orig_ccy,
         ))
     return lines
-
-
-def _bank_code(r: _Reader, el: Any) -> str | None:
-    domain = r.text(el, "BkTxCd/Domn/Cd")
-    if domain:
-        family = r.text(el, "BkTxCd/Domn/Fmly/Cd") or ""
-        sub = r.text(el, "BkTxCd/Domn/Fmly/SubFmlyCd") or ""
-        return "-".join(x for x in (domain, family, sub) if x)
-    return r.text(el, "BkTxCd/Prtry/Cd")
 
 
 def write_camt053(account: str, currency: str, entries: list[dict[str, Any]], *, statement_id: str = "STMT-1",
