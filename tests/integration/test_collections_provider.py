@@ -176,8 +176,9 @@ def test_dispute_lost_reverses_the_payment_and_credits_the_invoice(app, clock, s
         "opened", "dp_1JAyTwJSZQVUcJYgPqasUEn1", "10.00", "fraudulent")
     assert app.query("exceptions", {"kind": "dispute", "status": "open"})["count"] == 1
     clock.set(date(2026, 1, 17))
-    lost = app.do("provider.event", {"event": envelope("evt_dp2", "charge.dispute.closed", {**dp, "status": "lost"})})
-    assert lost["status"] == "resolved_credit" and lost["cycle_days"] == 16 and lost["credit_memo"]  # opened 1 Jan (event date)
+    lost = app.do("provider.event", {"event": envelope("evt_dp2", "charge.dispute.closed", {**dp, "status": "lost"},
+                                                       created=1768651200)})  # 17 January
+    assert lost["status"] == "resolved_credit" and lost["cycle_days"] == 16 and lost["credit_memo"]  # opened 1 Jan
     view = app.query("invoice", {"number": shop["SF-1"]})
     assert view["balance"] == "0.00"
     assert balance(app, "payment_clearing") == "10.00"  # 20.00 received, 10.00 taken back

@@ -20,6 +20,7 @@ from closeloop.collections.settings import settings
 from closeloop.core.errors import ConflictError, InsufficientAmountError, NotFoundError, ValidationError
 from closeloop.core.exception_queue import close_exception, open_exception
 from closeloop.core.money import to_minor
+from closeloop.core.periods import parse_date
 from closeloop.core.registry import command, payload, query
 
 STATUSES = ("opened", "under_review", "resolved_credit", "resolved_rejected")
@@ -92,12 +93,15 @@ def open_dispute(uow: Any, dispute_id: str, inv: dict[str, Any], amount: int, re
 
 
 def resolve_dispute(uow: Any, d: dict[str, Any], outcome: str, *, amount: int | None = None,
-                    note: str | None = None) -> dict[str, Any]:
+                    note: str | None = None, day: str | None = None) -> dict[str, Any]:
     if outcome not in OUTCOMES:
         raise ValidationError(f"outcome {outcome!r} must be credit or rejected", field="outcome")
     status = OUTCOMES[outcome]
     _move(d, status)
-    resolved = uow.today().isoformat()
+    resolved = day or uow.today().isoformat()
+    if resolved < d["opened"] or resolved > uow.today().isoformat():
+        raise ValidationError(f"dispute {d['dispute_id']} opened on {d['opened']}: its resolution date {resolved}"
+                              " must be on or after that and not in the future", field="date")
     credit_memo = None
     cur = d["currency"]
     if outcome == "credit":
@@ -149,6 +153,7 @@ class DisputeOpen:
     reason: str
     reason_code: str | None = None
     owner: str | None = None
+    date: str | None = None  # the day the customer raised it (default today)
 
 
 @command("dispute.open", DisputeOpen, roles=PAYMENT_ROLES, summary="Open a dispute on (part of) an invoice")
@@ -158,8 +163,11 @@ def dispute_open(uow: Any, cmd: DisputeOpen) -> dict[str, Any]:
     if not cmd.reason.strip():
         raise ValidationError("say what the customer disputes", field="reason")
     inv = resolve_invoice(uow, cmd.invoice)
+    day = parse_date(cmd.date).isoformat() if cmd.date else None
+    if day and day > uow.today().isoformat():
+        raise ValidationError(f"date {day} is in the future", field="date")
     return open_dispute(uow, cmd.dispute_id.strip(), inv, to_minor(cmd.amount, inv["currency"]), cmd.reason.strip(),
-                        reason_code=cmd.reason_code, owner=cmd.owner)
+                        reason_code=cmd.reason_code, owner=cmd.owner, day=day)
 
 
 @payload
@@ -185,6 +193,7 @@ class DisputeResolve:
     outcome: str
     amount: Decimal | None = None
     note: str | None = None
+    date: str | None = None  # the day it was resolved (default today)
 
 
 @command("dispute.resolve", DisputeResolve, roles=PAYMENT_ROLES,
@@ -192,7 +201,8 @@ class DisputeResolve:
 def dispute_resolve(uow: Any, cmd: DisputeResolve) -> dict[str, Any]:
     d = get_dispute(uow, cmd.dispute_id, lock=True)
     amount = None if cmd.amount is None else to_minor(cmd.amount, d["currency"])
-    return resolve_dispute(uow, d, cmd.outcome, amount=amount, note=cmd.note)
+    return resolve_dispute(uow, d, cmd.outcome, amount=amount, note=cmd.note,
+                           day=parse_date(cmd.date).isoformat() if cmd.date else None)
 
 
 @payload

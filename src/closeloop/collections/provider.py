@@ -221,7 +221,9 @@ def _dispute(uow: Any, a: ProviderAction) -> tuple[str, dict[str, Any]]:
         amount = min(int(d["amount"]), int(pay["amount"]) - int(pay["refunded"]))
         if amount > 0:
             reverse_payment(uow, pay, amount, "chargeback")
-    return "applied", resolve_dispute(uow, d, a.outcome or "rejected", note=f"provider: {a.note}")
+    today = uow.today().isoformat()
+    day = max(d["opened"], min(a.date or today, today))
+    return "applied", resolve_dispute(uow, d, a.outcome or "rejected", note=f"provider: {a.note}", day=day)
 
 
 def _payout(uow: Any, a: ProviderAction, entity: str | None) -> tuple[str, dict[str, Any]]:
