@@ -216,3 +216,15 @@ def test_validation_errors(app, clock):
             app.do("payment.receive", payload)
         assert err.value.code == code
     assert app.query("payments", {})["count"] == 0
+
+
+def test_a_merge_moves_payments_and_their_credit_to_the_survivor(app, clock):
+    inv = company(app, clock, {"SF-1": "100.00", "SF-1-DUP": "50.00"})
+    out = app.do("payment.receive", {"customer": "SF-1-DUP", "amount": "80.00", "currency": "USD",
+                                     "reference": inv["SF-1-DUP"]})
+    assert out["unapplied"] == "30.00"
+    app.do("customer.merge", {"survivor": "SF-1", "merged": "SF-1-DUP"})
+    assert app.query("payments", {"customer": "SF-1"})["count"] == 1
+    assert app.query("customer", {"external_id": "SF-1"})["credit_balance"] == "30.00"
+    applied = app.do("payment.apply", {"payment": out["payment"], "invoice": inv["SF-1"]})
+    assert applied["applied"] == "30.00"

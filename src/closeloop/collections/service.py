@@ -1224,10 +1224,47 @@ def _credit_balances(uow: Any, customer_ids: Sequence[int]) -> dict[int, list[tu
     return out
 
 
+_REPOINTED = (("collections_payment", "id"), ("collections_invoice", "number"), ("collections_dispute", "dispute_id"),
+              ("collections_dunning_case", "id"), ("collections_failure", "id"), ("collections_payer", "account"))
+
+
+def _repoint(uow: Any, merged_id: int, survivor_id: int) -> list[str]:
+    """A merge moves the merged account's payments, invoices known to collections, disputes, dunning
+    cases, failures and payer accounts to the survivor (its collector assignment is not moved)."""
+    from closeloop.customers.service import customer_by_id
+
+    merged, survivor = customer_by_id(uow, merged_id).external_id, customer_by_id(uow, survivor_id).external_id
+    moved = []
+    for table, key in _REPOINTED:
+        rows = uow.all(f"SELECT {key} FROM {table} WHERE customer = ?", (merged,))
+        moved += [f"{table}:{r[0]}" for r in rows]
+        uow.execute(f"UPDATE {table} SET customer = ? WHERE customer = ?", (survivor, merged))
+    return moved
+
+
+def _restore(uow: Any, merged_id: int, survivor_id: int, ids: Any) -> None:
+    from closeloop.customers.service import customer_by_id
+
+    merged = customer_by_id(uow, merged_id).external_id
+    for table, key in _REPOINTED:
+        values = [str(x).split(":", 1)[1] for x in ids or () if str(x).startswith(f"{table}:")]
+        uow.executemany(f"UPDATE {table} SET customer = ? WHERE {key} = ?",
+                        [(merged, int(v) if key == "id" else v) for v in values])
+
+
+def _new_references(uow: Any, survivor_id: int, since: str) -> int:
+    from closeloop.customers.service import customer_by_id
+
+    survivor = customer_by_id(uow, survivor_id).external_id
+    return int(uow.scalar("SELECT COUNT(*) FROM collections_payment WHERE customer = ? AND created_at >= ?",
+                          (survivor, since)) or 0)
+
+
 def _register() -> None:
-    from closeloop.customers.service import register_balance_provider
+    from closeloop.customers.service import register_balance_provider, register_reference_holder
 
     register_balance_provider(_credit_balances, name="collections")
+    register_reference_holder("collections", _repoint, restore=_restore, new_references=_new_references)
 
 
 _register()
