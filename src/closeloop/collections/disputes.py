@@ -137,7 +137,8 @@ def resolve_dispute(uow: Any, d: dict[str, Any], outcome: str, *, amount: int | 
 
 def dispute_view(d: dict[str, Any]) -> dict[str, Any]:
     cur = d["currency"]
-    out = {"dispute_id": d["dispute_id"], "invoice": d["invoice"], "customer": d["customer"], "status": d["status"],
+    out = {"dispute_id": d["dispute_id"], "invoice": d["invoice"], "customer": d["customer"], "entity": d["entity"],
+           "status": d["status"],
            "amount": fmt(int(d["amount"]), cur), "currency": cur, "reason": d["reason"],
            "reason_code": d["reason_code"], "owner": d["owner"], "opened": d["opened"], "sla_due": d["sla_due"],
            "review_started": d["review_started"], "resolved": d["resolved"], "cycle_days": d["cycle_days"],
@@ -265,4 +266,4 @@ def disputes_query(uow: Any, q: DisputesQuery) -> dict[str, Any]:
     return {"count": len(items), "open": sum(1 for i in items if i["status"] in OPEN),
             "overdue": sum(1 for i in items if i["status"] in OPEN and i["sla_due"] < today),
             "cycle_days_median": str(median) if median is not None else None,
-            "cycle_days_p90": str(p90) if p90 is not None else None, "disputes": items}
+            "cycle_days_p90": str(p90) if p90 is not None else None, "disputes": items, "items": items}
