@@ -205,6 +205,8 @@ def cash_application(ctx: BenchContext) -> list[dict[str, Any]]:
     ratio = (rows_written / seconds) / (rows_written / base) if base > 0 else None
     met = len(entries) / seconds >= 100_000 / 30 and auto_share >= 0.95 and wrong_share <= 0.001
     statement.unlink(missing_ok=True)
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
     return [result(
         "collections.cash_application", n=len(entries), unit="statement lines", seconds=seconds,
         goal="under 30 s for 100,000 lines on SQLite, >= 95% of matchable lines auto-matched, <= 0.1% wrong",
