@@ -41,6 +41,7 @@ bench-quick: $(STAMP)
 
 soak: $(STAMP)
 	$(BIN)/python -m closeloop.bench.soak
+	$(BIN)/python -m closeloop.bench.crash
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import date
 from typing import Any
 
+from closeloop.core import faults
 from closeloop.core.clock import Clock
 from closeloop.core.db import Dialect
 from closeloop.core.events import has_handlers
@@ -78,8 +79,12 @@ class UnitOfWork:
         self._active = True
 
     def commit(self) -> None:
+        if faults.HOOK is not None:
+            faults.hit("uow.commit")
         self.connection.commit()
         self._active = False
+        if faults.HOOK is not None:
+            faults.hit("uow.committed")
         for fn in self._after_commit:
             fn()
 
@@ -237,6 +242,8 @@ class UnitOfWork:
         )
         event_id = int(row[0])
         self.emitted.append(event_id)
+        if faults.HOOK is not None:
+            faults.hit("uow.emit")
         return event_id
 
     def emit_many(
@@ -270,6 +277,8 @@ class UnitOfWork:
                 for agg, ent, p in items
             ],
         )
+        if faults.HOOK is not None:
+            faults.hit("uow.emit")
 
 
 class _Savepoint:
