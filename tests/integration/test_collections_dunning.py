@@ -130,3 +130,29 @@ def test_statement_of_account_and_collectors_by_hierarchy(app, clock):
     assert st["totals"] == {"USD": {"open": "0.00", "unapplied_credit": "10.00", "net_due": "-10.00"}}
     assert st["collector"] == "erin" and st["invoices"][0]["status"] == "paid"
     assert "<h1>Statement of account</h1>" in st["html"] and inv["CHILD"] in st["html"]
+
+
+def test_reminder_emails_stay_in_the_outbox_unless_smtp_is_on(app, clock, monkeypatch):
+    from closeloop.collections.dunning import send_pending_emails
+
+    company(app, clock, {"SF-1": "100.00"})
+    clock.set(date(2026, 2, 5))
+    app.do("dunning.run", {"as_of": "2026-02-05"})
+    monkeypatch.delenv("CLOSELOOP_SMTP_HOST", raising=False)
+    assert send_pending_emails(app) == {"sent": 0, "failed": 0, "enabled": False}
+    sent = []
+
+    class FakeSMTP:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def send_message(self, msg):
+            sent.append((msg["To"], msg["Subject"]))
+
+    monkeypatch.setenv("CLOSELOOP_SMTP_HOST", "127.0.0.1")
+    assert send_pending_emails(app, smtp_factory=FakeSMTP) == {"sent": 1, "failed": 0, "enabled": True}
+    assert sent == [("ap@sf-1.example", "Payment reminder: invoice INV-US01-000001 is 5 days overdue")]
+    assert app.query("collection_emails", {"status": "sent"})["count"] == 1
