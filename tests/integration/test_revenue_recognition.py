@@ -374,3 +374,23 @@ def test_foreign_currency_contract_ties_in_the_functional_currency(app, clock):
     assert app.query("recon", {"rule": "deferred_revenue_vs_gl"})["breaks"] == []
     assert app.query("revenue", {"period": "2026-01", "contract": "C1"}) == {
         "period": "2026-01", "currency": "EUR", "recognized": "101.92", "by_period": {"2026-01": "101.92"}}
+
+
+def test_an_invoice_line_outside_any_contract_is_recognised_on_its_date(app, clock, us01):
+    """A charge billed without a contract is an obligation of its own, satisfied when it is invoiced; a negative
+    one (a credit) lowers revenue the same way. Its deferred revenue is simply billed - recognised."""
+    clock.set(D("2026-01-31"))
+    payload = {"invoice": "INV-9", "entity": "US01", "customer": "SF-1", "currency": "USD", "date": "2026-01-20",
+               "due_date": "2026-02-19", "subtotal": "70.00", "tax": "0.00", "total": "70.00", "credit_created": "0.00",
+               "lines": [{"line_no": 1, "description": "consulting", "revenue_role": "services_revenue",
+                          "treatment": "point_in_time", "net": "100.00", "tax": "0.00", "tax_treatment": "exempt"},
+                         {"line_no": 2, "description": "goodwill", "revenue_role": "services_revenue",
+                          "treatment": "point_in_time", "net": "-30.00", "tax": "0.00", "tax_treatment": "exempt"}]}
+    with app.unit_of_work() as uow:
+        uow.emit("invoice.issued", "invoice", "INV-9", payload, entity="US01")
+    app.dispatch()
+    assert gl(app, "deferred_revenue") == "-70.00" and revrec_events(app) == []
+    app.do("revrec.run", {"through": "2026-01-31"})
+    assert revenue(app, "2026-01") == "70.00" and revenue(app, "2026-01", contract="invoice:INV-9") == "70.00"
+    assert gl(app, "deferred_revenue") == "0.00" and gl(app, "services_revenue") == "-70.00"
+    assert gl(app, "unbilled_receivable") == "0.00" and deferred(app, "2026-01-31") == "0.00"

@@ -20,8 +20,10 @@ over its days:
 
 - ratable, recurring: one piece per billing period of each segment (periods follow the billing
   day, partial periods prorated by days exactly as billing does: :func:`billing_pieces`), the
-  allocated amount split over them in proportion to what each bills — with no reallocation each
-  piece is exactly what its invoice bills; a one-time ratable line (an amount billed up front for
+  allocated amount split over them by each period's share of the segment's SSP, shared as
+  billing charges (:func:`ssp_spans`) — with no reallocation each piece is exactly what its
+  invoice bills, and an obligation whose price changes while its SSP does not is recognised
+  evenly (a series of distinct services); a one-time ratable line (an amount billed up front for
   a longer term) is one piece over its whole service;
 - point in time: one piece on the line's first day (delivery);
 - milestone: one piece per milestone (its share by milestone amounts), dated when completed;
@@ -45,7 +47,9 @@ left over after it is recognised on the last day of service; a renewal is a new 
 
 **Position.** Per contract: billed (B) and recognised (R). The contract liability (deferred
 revenue) is max(B - R, 0) and the contract asset (unbilled receivable) max(R - B, 0)
-(IFRS 15.105-107). :func:`move` says how much of each movement lands on each.
+(IFRS 15.105-107). :func:`move` says how much of each movement lands on each; :func:`settle`
+does it for movements dated before others already booked (a run for January after February's
+invoices), so the GL agrees with the position on every date.
 """
 
 from __future__ import annotations
@@ -724,7 +728,8 @@ class Booking:
     unbilled: int
 
 
-def settle(now: Position, booked: Sequence[Booked], moves: Sequence[Move]) -> tuple[list[Booking], Position]:
+def settle(now: Position, booked: Sequence[Booked], moves: Sequence[Move], *, netting: bool = True
+           ) -> tuple[list[Booking], Position]:
     """Book ``moves`` on a contract so that, on every date from the first move on, what the GL holds equals the
     contract position of that date: deferred = max(B - R, 0), unbilled = max(R - B, 0), with B and R the
     billing and recognition dated on or before it.
@@ -732,9 +737,16 @@ def settle(now: Position, booked: Sequence[Booked], moves: Sequence[Move]) -> tu
     ``now`` is the position with everything booked so far; ``booked`` must hold every booked movement dated
     on or after the first move (earlier ones may be given too). Movements booked on later dates (an invoice
     dated after the end of the period a run recognises) were split for a position without the new moves:
-    where the position of such a date changes, a reclassification line on that date puts it right."""
+    where the position of such a date changes, a reclassification line on that date puts it right.
+
+    ``netting=False`` (an invoice line outside any contract, whose billing is its obligation): deferred
+    revenue simply carries billed - recognised, never a contract asset."""
     if not moves:
         return [], now
+
+    def target(b: int, r: int) -> tuple[int, int]:
+        return (max(b - r, 0), max(r - b, 0)) if netting else (b - r, 0)
+
     first = min(m.day for m in moves)
     later = [b for b in booked if b.day >= first]
     if not later:  # nothing booked on or after the first move: book the moves in order
@@ -742,7 +754,7 @@ def settle(now: Position, booked: Sequence[Booked], moves: Sequence[Move]) -> tu
         b_, r_, gl_d, gl_u = now.billed, now.recognised, now.deferred, now.unbilled
         for m in sorted(moves, key=lambda x: x.day):
             b_, r_, gl_d = b_ + m.billed, r_ + m.amount, gl_d + m.billed
-            d, u = max(b_ - r_, 0), max(r_ - b_, 0)
+            d, u = target(b_, r_)
             out_.append(Booking(m.key, m.day, m.amount, gl_d - d, u - gl_u))
             gl_d, gl_u = d, u
         return out_, Position(b_, r_, gl_d, gl_u)
@@ -761,11 +773,11 @@ def settle(now: Position, booked: Sequence[Booked], moves: Sequence[Move]) -> tu
         todo = [m for m in moves if m.day == day]
         for m in todo:
             b_, r_, gl_d = b_ + m.billed, r_ + m.amount, gl_d + m.billed
-            d, u = max(b_ - r_, 0), max(r_ - b_, 0)
+            d, u = target(b_, r_)
             out.append(Booking(m.key, day, m.amount, gl_d - d, u - gl_u))
             gl_d, gl_u = d, u
         if not todo:
-            d, u = max(b_ - r_, 0), max(r_ - b_, 0)
+            d, u = target(b_, r_)
             if (gl_d, gl_u) != (d, u):
                 out.append(Booking(None, day, 0, gl_d - d, u - gl_u))
                 gl_d, gl_u = d, u

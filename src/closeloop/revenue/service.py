@@ -50,6 +50,7 @@ RUN_ROLES = ("controller", "admin")
 READ_ROLES = ("controller", "admin", "billing", "read_only", "sales_ops", "collections", "implementation")
 CONTRACT_EVENTS = ("contract.activated", "contract.amended", "contract.renewed", "contract.cancelled")
 PENDING = "pending"  # the schedule bucket of rows waiting for an event (a milestone not completed)
+STANDALONE = "invoice:"  # the contract id of an invoice line outside any contract: invoice:<number>
 
 
 # =========================================================================== plans from events
@@ -90,7 +91,7 @@ def contract_plan(uow: Any, contract_id: str) -> ContractPlan:
 
 def replan(uow: Any, contract_id: str) -> ContractPlan | None:
     """Bring a contract's obligations and schedule in line with what recognition knows of it."""
-    if contract_id.startswith("invoice:"):
+    if contract_id.startswith(STANDALONE):
         _standalone_replan(uow, contract_id)
         return None
     return _replan_contract(uow, contract_id)
@@ -231,6 +232,12 @@ def _store_position(uow: Any, contract_id: str, pos: Position) -> None:
                                            contract_id))
 
 
+def _nets(contract_id: str) -> bool:
+    """Contracts net their asset and liability; a charge outside any contract (``invoice:<number>``) is its
+    own billing, so its deferred revenue is simply billed - recognised."""
+    return not contract_id.startswith(STANDALONE)
+
+
 def _booked_for(uow: Any, contract_id: str, day: str) -> list[model.Booked]:
     """What is booked for a contract on or after ``day``: billing and revenue.recognized lines."""
     out = [model.Booked(date.fromisoformat(d), billed=int(net)) for d, net in uow.all(
@@ -254,7 +261,7 @@ def _book_billing(uow: Any, *, document: str, entity: str, currency: str, day: s
         first = max(items, key=lambda b: abs(b.net))
         role, family = _role_of(uow, cid, first.line_id, first.line)
         move = model.Move(date.fromisoformat(day), billed=sum(b.net for b in items), key=first.line_id)
-        bookings, final = model.settle(pos, _booked_for(uow, cid, day), [move])
+        bookings, final = model.settle(pos, _booked_for(uow, cid, day), [move], netting=_nets(cid))
         _store_position(uow, cid, final)
         for bk in bookings:
             if bk.deferred or bk.unbilled:
@@ -322,16 +329,17 @@ def on_invoice_issued(uow: Any, ev: Event) -> None:
         treatment = str(ln.get("treatment") or "point_in_time")
         if not cid:
             # a charge outside any contract: an obligation of its own, satisfied on the invoice date
-            cid, line_id = f"invoice:{number}", str(ln["line_no"])
+            cid, line_id = f"{STANDALONE}{number}", str(ln["line_no"])
             _standalone(uow, cid, line_id, entity, cur, str(p.get("customer") or ""), treatment, ln)
             adjustments.append((cid, line_id, model.POINT, day, day, net, number))
             replans.add(cid)
         elif not uow.one("SELECT 1 FROM revenue_contract WHERE contract_id = ?", (cid,)):
             raise NotReady(f"invoice {number} bills contract {cid}, not known to revenue recognition yet")
-        line_id = str(line_id or ln["line_no"])
-        if treatment == "usage" or _metered(uow, cid, line_id):
-            adjustments.append((cid, line_id, model.USAGE, day, day, net, number))
-            replans.add(cid)
+        else:
+            line_id = str(line_id or ln["line_no"])
+            if treatment == "usage" or _metered(uow, cid, line_id):  # usage: recognised as billed
+                adjustments.append((cid, line_id, model.USAGE, day, day, net, number))
+                replans.add(cid)
         rows.append((number, int(ln["line_no"]), "invoice", number, cid, line_id, entity, cur, day, net, treatment,
                      str(ln.get("revenue_role") or ""), ln.get("period_start"), ln.get("period_end"),
                      str(ln.get("description") or "")))
@@ -589,7 +597,7 @@ def _run(uow: Any, cmd: RevrecRun, through: date, ents: Sequence[LegalEntity]) -
         head = heads[cid]
         pos = Position(int(head["billed"]), int(head["recognised"]), int(head["deferred"]), int(head["unbilled"]))
         bookings, positions[cid] = model.settle(pos, booked.get(cid, ()),
-                                                sorted(moves[cid], key=lambda m: (m.day, m.key)))
+                                                sorted(moves[cid], key=lambda m: (m.day, m.key)), netting=_nets(cid))
         ent, cur = head["entity"], head["currency"]
         for bk in bookings:
             if bk.key is None:
@@ -813,9 +821,9 @@ def subledger_positions(uow: Any, as_of: date, entity: str | None = None) -> dic
                                " GROUP BY contract_id", [day, *params]):
         if cid in out:
             out[cid]["recognised"] = int(amount)
-    for v in out.values():
-        v["deferred"] = max(v["billed"] - v["recognised"], 0)
-        v["unbilled"] = max(v["recognised"] - v["billed"], 0)
+    for cid, v in out.items():
+        net = v["billed"] - v["recognised"]
+        v["deferred"], v["unbilled"] = (max(net, 0), max(-net, 0)) if _nets(cid) else (net, 0)
     return out
 
 
