@@ -49,10 +49,12 @@ def test_usage_import_bill_run_and_invoice_commands(db_url, tmp_path):
     shown = json.loads(cli("invoice", "show", "INV-US01-000002", "--json", db=db_url, check=True).stdout)
     assert [(ln["description"], ln["quantity"], ln["amount"]) for ln in shown["lines"]] == [
         ("Pro plan", "1", "100.00"), ("API calls: calls 2026-01-01 to 2026-01-31", "150", "3.00")]
-    html = cli("invoice", "show", "INV-US01-000002", "--html", db=db_url, check=True).stdout
-    assert "<html" in html and "INV-US01-000002" in html
+    html = cli("invoice", "show", "INV-US01-000002", "--html", db=db_url)
+    assert html.returncode == 0, html.stderr
+    assert "<html" in html.stdout and "INV-US01-000002" in html.stdout
     pdf = tmp_path / "inv.pdf"
-    assert cli("invoice", "pdf", "INV-US01-000002", "-o", str(pdf), db=db_url).returncode == 0
+    made = cli("invoice", "pdf", "INV-US01-000002", "-o", str(pdf), db=db_url)
+    assert made.returncode == 0, made.stderr
     assert pdf.read_bytes().startswith(b"%PDF")
     refused = cli("bill-run", "--as-of", "2026-01-15", "--json", db=db_url)
     assert refused.returncode == 3 and json.loads(refused.stdout)["error"]["code"] == "validation_error"
