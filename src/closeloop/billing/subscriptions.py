@@ -29,9 +29,19 @@ def change_from_payload(p: Mapping[str, Any]) -> Change:
     common = {"seq": int(ch["seq"]), "kind": kind, "effective": date.fromisoformat(ch["effective"]),
               "recorded_on": date.fromisoformat(ch.get("recorded_on") or ch["effective"]), "ref": str(ch.get("ref") or ""),
               "modification": ch.get("modification") or p.get("modification")}
+    in_force = {x["line_id"]: x for x in p.get("lines") or () if isinstance(x, Mapping) and "price" in x}
+
+    def full(x: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """The new version of a changed line: ``after`` when it is a whole line, else the line in force."""
+        after = x.get("after")
+        if isinstance(after, Mapping) and "price" in after:
+            return after
+        return in_force.get(x.get("line_id", ""))
+
     changed = p.get("changed_lines") or []
     if kind == "activation":
-        lines = tuple(ContractLine.from_dict(x["after"]) for x in changed if x.get("after"))
+        found = [full(x) for x in changed]
+        lines = tuple(ContractLine.from_dict(f) for f in found if f is not None)
         if not lines:
             lines = tuple(ContractLine.from_dict(x) for x in p.get("lines") or ())
         months = ch.get("term_months") or (p.get("term") or {}).get("months")
@@ -41,12 +51,13 @@ def change_from_payload(p: Mapping[str, Any]) -> Change:
         updates: list[LineUpdate] = []
         for x in changed:
             action = x.get("action")
-            if action == "added" and x.get("after"):
-                added.append(ContractLine.from_dict(x["after"]))
+            version = full(x)
+            if action == "added" and version is not None:
+                added.append(ContractLine.from_dict(version))
             elif action == "removed":
                 updates.append(LineUpdate(x["line_id"], remove=True))
-            elif action == "changed" and x.get("after"):
-                new = ContractLine.from_dict(x["after"])
+            elif action == "changed" and version is not None:
+                new = ContractLine.from_dict(version)
                 updates.append(LineUpdate(new.line_id, quantity=new.quantity, price=new.terms, product=new.product,
                                           unit_amount=None, discount_pct=new.discount_pct))
         return Change(lines=tuple(added), updates=tuple(updates), **common)
