@@ -394,3 +394,45 @@ def test_an_invoice_line_outside_any_contract_is_recognised_on_its_date(app, clo
     assert revenue(app, "2026-01") == "70.00" and revenue(app, "2026-01", contract="invoice:INV-9") == "70.00"
     assert gl(app, "deferred_revenue") == "0.00" and gl(app, "services_revenue") == "-70.00"
     assert gl(app, "unbilled_receivable") == "0.00" and deferred(app, "2026-01-31") == "0.00"
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_gl_ties_to_the_schedules_on_every_month_end_whatever_the_order_of_runs(app, clock, seed):
+    """Contracts billed in advance, in arrears and yearly, amended prospectively and by catch-up, with bill runs
+    and recognition runs in a random order (a month's recognition before or after the next month's invoices):
+    on every month end the GL's deferred revenue and unbilled receivable are what the schedules say."""
+    import random
+
+    rng = random.Random(seed)
+    clock.set(D("2026-01-01"))
+    company(app)
+    prices = ["pro-100", "pro-arrears", "support-y", "seat-10", "pro-31"]
+    for i in range(4):
+        start = f"2026-01-{rng.randrange(1, 28):02d}"
+        lines = [{"line_id": f"L{k}", "price_id": p, "quantity": 3 if p == "seat-10" else 1}
+                 for k, p in enumerate(rng.sample(prices, 2))]
+        clock.set(D("2026-01-01"))
+        sign(app, start, lines, contract=f"C{i}", billing_day=rng.choice([None, 1]))
+    amended = False
+    month_ends = ["2026-01-31", "2026-02-28", "2026-03-31", "2026-04-30", "2026-05-31"]
+    for k, end in enumerate(month_ends):
+        next_first = ["2026-02-01", "2026-03-01", "2026-04-01", "2026-05-01", "2026-06-01"][k]
+        steps = [("bill", end), ("revrec", end), ("bill", next_first)]
+        if rng.random() < 0.5:
+            steps = [("bill", end), ("bill", next_first), ("revrec", end)]
+        for kind, day in steps:
+            clock.set(max(D(day), clock.today()))
+            if kind == "bill":
+                app.do("billing.run", {"as_of": day})
+            else:
+                app.do("revrec.run", {"through": day})
+        if not amended and k == 1:
+            app.do("contract.amend", {"contract_id": "C0", "effective": "2026-03-10",
+                                      "modification": rng.choice(["prospective", "catch_up"]),
+                                      "add": [{"line_id": "X", "price_id": "pro-200", "quantity": 1}]})
+            amended = True
+    for end in month_ends:
+        result = app.query("deferred_revenue", {"as_of": end})
+        assert Decimal(result["amount"]) == -Decimal(gl(app, "deferred_revenue", end)), end
+        assert result["unbilled_receivable"] == gl(app, "unbilled_receivable", end), end
+    assert ties(app, "2026-01..2026-05")
