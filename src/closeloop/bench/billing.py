@@ -137,9 +137,12 @@ def setup(db: str, n_customers: int, workdir: Path) -> tuple[Any, list[tuple[str
 
 
 def seed_subscriptions(app: Any, rows: list[tuple[str, int]]) -> list[tuple[str, int, str]]:
-    """Write one subscription per customer as billing's contract-event handler would (set-based)."""
-    from closeloop.contracts.model import Change, ContractLine, ProductRef
-    from closeloop.core.uow import dumps
+    """One contract per customer, announced as the contracts area announces it: a ``contract.activated``
+    event with the contracts area's own payload, delivered to every subscriber (billing builds its
+    subscription from it, revenue recognition its obligations). Quoting 100,000 deals through the
+    contracts commands would take longer than the workload itself, so the events are written directly."""
+    from closeloop.contracts.model import Change, ContractLine, ProductRef, replay
+    from closeloop.contracts.service import _contract_payload
 
     products = {"basic": ProductRef("basic", "Basic plan", "ratable", "saas"),
                 "seat": ProductRef("seat", "Seat licence", "ratable", "saas"),
@@ -149,34 +152,29 @@ def seed_subscriptions(app: Any, rows: list[tuple[str, int]]) -> list[tuple[str,
     out = []
     with app.unit_of_work() as uow:
         ids = dict(uow.all("SELECT external_id, id FROM customer"))
-        subs, changes, meters = [], [], []
-        now = uow.now()
-        for k, (ext, place) in enumerate(rows):
-            _, _, _, _, entity, cur = PLACES[place]
-            kind = ("flat", "flat", "flat", "flat", "per_seat", "per_seat", "per_seat", "usage", "usage", "usage")[k % 10]
-            lines = []
-            for i, terms in enumerate(plans(cur)[kind], 1):
-                qty = Decimal(rng.randint(1, 50)) if kind == "per_seat" else Decimal(1)
-                sku = terms.price_id.split("-")[0]
-                lines.append(ContractLine(line_id=f"L{i}", product=products[sku], list_terms=terms, quantity=qty,
-                                          performing_entity=entity, start=START))
-            contract = f"C-{k:07d}"
-            cid = int(ids[ext])
-            change = Change(seq=1, kind="activation", effective=START, recorded_on=START, ref=f"Q-{k}",
-                            lines=tuple(lines), term_months=12)
-            subs.append((contract, cid, ext, entity, cur, 1, START.isoformat(), "active", None, START.isoformat(), 1,
-                         now))
-            changes.append((contract, 1, "activation", START.isoformat(), dumps(change.to_dict()), None, now))
-            if kind == "usage":
-                meters.append((contract, "L2", START.isoformat(), "2026-12-31", cid, "api_calls"))
-            out.append((ext, cid, kind))
-        uow.executemany("INSERT INTO billing_subscription (contract_id, customer_id, customer, entity, currency,"
-                        " billing_day, start, status, scan_from, next_date, changes, updated_at)"
-                        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", subs)
-        uow.executemany("INSERT INTO billing_contract_change (contract_id, seq, kind, effective, payload, event_id,"
-                        " recorded_at) VALUES (?,?,?,?,?,?,?)", changes)
-        uow.executemany("INSERT INTO billing_meter (contract_id, line_id, start, \"end\", customer_id, metric)"
-                        " VALUES (?,?,?,?,?,?)", meters)
+    events = []
+    for k, (ext, place) in enumerate(rows):
+        _, _, _, _, entity, cur = PLACES[place]
+        kind = ("flat", "flat", "flat", "flat", "per_seat", "per_seat", "per_seat", "usage", "usage", "usage")[k % 10]
+        lines = []
+        for i, terms in enumerate(plans(cur)[kind], 1):
+            qty = Decimal(rng.randint(1, 50)) if kind == "per_seat" else Decimal(1)
+            sku = terms.price_id.split("-")[0]
+            lines.append(ContractLine(line_id=f"L{i}", product=products[sku], list_terms=terms, quantity=qty,
+                                      performing_entity=entity, start=START))
+        contract = f"C-{k:07d}"
+        cid = int(ids[ext])
+        change = Change(seq=1, kind="activation", effective=START, recorded_on=START, ref=f"Q-{k}",
+                        lines=tuple(lines), term_months=12)
+        header = {"contract_id": contract, "quote_id": f"Q-{k}", "quote_version": 1, "opportunity": None,
+                  "customer": ext, "customer_id": cid, "entity": entity, "currency": cur, "billing_day": 1,
+                  "auto_renew": False, "renewal_term_months": None, "renewal_uplift_pct": None}
+        events.append((contract, entity, _contract_payload(header, None, replay([change]), change)))
+        out.append((ext, cid, kind))
+    for s in range(0, len(events), 5000):
+        with app.unit_of_work() as uow:
+            uow.emit_many("contract.activated", "contract", events[s:s + 5000])
+        app.dispatch()
     return out
 
 
