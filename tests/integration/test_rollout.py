@@ -84,3 +84,11 @@ def test_variations_need_approval_and_expire(app, clock):
     exc = app.query("exceptions", {"kind": "variation_expired"})
     assert exc["count"] == 1 and exc["items"][0]["record"] == {"variation": "VAR-CA-1"}
     assert app.query("variations", {})["items"][0]["status"] == "expired"
+
+
+def test_scenario_counts_are_validated(app):
+    with pytest.raises(CloseloopError) as err:
+        app.do("waves.record_scenarios", {"passed": 34007468793, "failed": 0})
+    assert err.value.code == "validation_error" and err.value.details["field"] == "passed"
+    with pytest.raises(CloseloopError):
+        app.do("waves.record_scenarios", {"passed": 1, "failed": -1})

@@ -232,6 +232,9 @@ class RecordScenarios:
 @command("waves.record_scenarios", RecordScenarios, roles=("implementation", "admin"),
          summary="Record a scenario-suite result for the readiness gate (closeloop waves check does it)")
 def record_scenarios(uow: Any, cmd: RecordScenarios) -> dict[str, Any]:
+    for name, value in (("passed", cmd.passed), ("failed", cmd.failed)):
+        if not 0 <= value <= 1_000_000:
+            raise ValidationError(f"{name} must be a count between 0 and 1,000,000 (got {value})", field=name)
     uow.execute("INSERT INTO scenario_suite_run (at, passed, failed, failures) VALUES (?,?,?,?)",
                 (uow.now(), cmd.passed, cmd.failed, json.dumps(list(cmd.failures))))
     return {"passed": cmd.passed, "failed": cmd.failed}
