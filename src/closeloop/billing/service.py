@@ -621,9 +621,13 @@ def _last_run(uow: Any, entity: str | None) -> str | None:
     return uow.scalar("SELECT MAX(as_of) FROM billing_run WHERE status = 'completed'")
 
 
-def _candidates(uow: Any, as_of: str, entity: str | None, customer_id: int | None = None) -> list[int]:
+def _candidates(uow: Any, as_of: str, entity: str | None, customer_id: int | None = None,
+                between: tuple[int, int] | None = None) -> list[int]:
     sql = "SELECT DISTINCT customer_id FROM billing_subscription WHERE next_date IS NOT NULL AND next_date <= ?"
     params: list[Any] = [as_of]
+    if between is not None:
+        sql += " AND customer_id BETWEEN ? AND ?"
+        params.extend(between)
     if entity:
         sql += " AND entity = ?"
         params.append(entity)
@@ -660,7 +664,7 @@ def partition_customers(uow: Any, run_id: int, partition: int) -> list[int]:
                   " billing_run_partition p ON p.run_id = r.id WHERE r.id = ? AND p.partition = ?", (run_id, partition))
     if row is None or row[2] is None:
         return []
-    return [c for c in _candidates(uow, row[0], row[1]) if int(row[2]) <= c <= int(row[3])]
+    return _candidates(uow, row[0], row[1], between=(int(row[2]), int(row[3])))
 
 
 def claim_partition(uow: Any, run_id: int, worker: str) -> int | None:
