@@ -450,6 +450,9 @@ def create_api(cl: Any, *, title: str = "closeloop API", upload_dir: str | None 
                                + PAGE_PARAM_SCHEMAS, "responses": responses(), "security": SECURITY})
     _add_resources(app, api, schemas, responses)
     _add_fixed_routes(app, api, responses)
+    from closeloop.api.webhooks import add_webhook_routes
+
+    add_webhook_routes(app, api)
     _install_error_handlers(app)
 
     def openapi() -> dict[str, Any]:
