@@ -51,3 +51,4 @@ variation = sa.Table(
     sa.Column("approved_by", sa.String(64)),
     sa.Column("created_at", sa.String(32), nullable=False),
 )
+from closeloop.rollout.migration_store import *  # noqa: E402,F401,F403 - migration and parallel-run tables
