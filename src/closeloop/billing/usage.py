@@ -29,7 +29,19 @@ from closeloop.billing.model import MICRO, UsageBook, UsageDay
 from closeloop.core.errors import ConflictError, NotFoundError, ValidationError
 
 MAX_KEY = 200
+MAX_QUANTITY = Decimal(10) ** 12  # micro-units must fit a signed 64-bit integer
 _CHUNK = 500
+
+
+def _bad_text(value: str) -> str | None:
+    """Why a text value cannot be stored (a NUL character, an unpaired surrogate), or None."""
+    if "\x00" in value:
+        return "contains a NUL character"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid Unicode text (an unpaired surrogate)"
+    return None
 
 
 def _problem(problems: list[dict[str, Any]], index: int | None, field: str, reason: str, code: str,
@@ -125,7 +137,8 @@ def known_metrics(uow: Any, metrics: Iterable[Any]) -> set[str]:
     def load(metric: str) -> bool:
         return bool(prices_for_metric(uow, metric))
 
-    return {m for m in set(metrics) if isinstance(m, str) and uow.cached("billing.metric", m, lambda m=m: load(m))}
+    wanted = {m for m in metrics if isinstance(m, str) and 0 < len(m) <= 64 and not _bad_text(m)}
+    return {m for m in wanted if uow.cached("billing.metric", m, lambda m=m: load(m))}
 
 
 def meters_for(uow: Any, customer_ids: Sequence[int]) -> dict[tuple[int, str], list[tuple[str, str, str]]]:
@@ -148,26 +161,39 @@ def record_batch(uow: Any, events: Sequence[Mapping[str, Any]]) -> dict[str, Any
     today = uow.today().isoformat()
     problems: list[dict[str, Any]] = []
     customers = _Customers(uow)
-    customers.resolve(str(e.get("customer", "")) for e in events)
-    metrics = known_metrics(uow, (e.get("metric") for e in events))
+    customers.resolve(e["customer"] for e in events
+                      if isinstance(e, Mapping) and isinstance(e.get("customer"), str) and not _bad_text(e["customer"]))
+    metrics = known_metrics(uow, (e.get("metric") for e in events if isinstance(e, Mapping)))
     rows: list[tuple[Any, ...]] = []
     seen: dict[str, tuple[Any, ...]] = {}
     duplicates = 0
     single = len(events) == 1
     for i, ev in enumerate(events):
         idx = None if single else i
+        if not isinstance(ev, Mapping):
+            _problem(problems, idx, "event", "an event is a mapping of customer, metric, quantity, at, key",
+                     "validation_error")
+            continue
         key = ev.get("key")
         if not key or not isinstance(key, str) or len(key) > MAX_KEY:
             _problem(problems, idx, "key", f"an idempotency key of 1-{MAX_KEY} characters is required",
                      "validation_error")
             continue
-        ext = str(ev.get("customer", ""))
+        bad = _bad_text(key)
+        if bad:
+            _problem(problems, idx, "key", f"the key {bad}", "validation_error")
+            continue
+        raw_customer = ev.get("customer")
+        if not isinstance(raw_customer, str) or _bad_text(raw_customer):
+            _problem(problems, idx, "customer", "a customer external id (text) is required", "validation_error")
+            continue
+        ext = raw_customer
         cid = customers.found.get(ext)
         if cid is None:
             _problem(problems, idx, "customer", f"customer {ext!r} does not exist", "not_found", ext)
             continue
         metric = ev.get("metric")
-        if metric not in metrics:
+        if not isinstance(metric, str) or metric not in metrics:
             _problem(problems, idx, "metric", f"metric {metric!r} is not metered by any price; create a price with"
                                               " this metric first", "not_found", str(metric))
             continue
@@ -177,6 +203,10 @@ def record_batch(uow: Any, events: Sequence[Mapping[str, Any]]) -> dict[str, Any
             continue
         if q < 0:
             _problem(problems, idx, "quantity", f"quantity {q} is negative: usage quantities are zero or more",
+                     "validation_error")
+            continue
+        if q >= MAX_QUANTITY:
+            _problem(problems, idx, "quantity", f"quantity {q} is too large (at most {MAX_QUANTITY - 1} per event)",
                      "validation_error")
             continue
         if type(ev.get("quantity")) is int:
@@ -201,7 +231,12 @@ def record_batch(uow: Any, events: Sequence[Mapping[str, Any]]) -> dict[str, Any
         if props is not None and not isinstance(props, Mapping):
             _problem(problems, idx, "properties", "properties must be a mapping", "validation_error")
             continue
-        row = (key, cid, metric, at, day, qtext, micro_int, _canonical_props(props))
+        try:
+            props_text = _canonical_props(props)
+        except (ValueError, TypeError, RecursionError):
+            _problem(problems, idx, "properties", "properties must be plain JSON values", "validation_error")
+            continue
+        row = (key, cid, metric, at, day, qtext, micro_int, props_text)
         prior = seen.get(key)
         if prior is not None:
             if prior != row:

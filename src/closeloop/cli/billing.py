@@ -34,21 +34,46 @@ def _group(app: typer.Typer, name: str, help_text: str) -> typer.Typer:
 
 
 def read_usage_file(path: Path) -> list[dict[str, Any]]:
-    """Usage events from CSV (header: customer,metric,quantity,at,key[,properties as JSON]) or JSON lines."""
-    text = path.read_text(encoding="utf-8")
+    """Usage events from CSV (header: customer,metric,quantity,at,key[,properties as JSON]) or JSON lines.
+
+    A file that cannot be read as such is refused with a ``validation_error`` naming the line."""
+    from closeloop.core.errors import ValidationError
+
+    def refuse(line: int | None, reason: str) -> ValidationError:
+        where = f"{path}:{line}" if line else str(path)
+        return ValidationError(f"usage import: {where}: {reason}", field="file", record=str(path), line=line)
+
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise refuse(None, f"not UTF-8 text (byte {exc.start}); save the file as UTF-8") from None
+    if "\x00" in text:
+        raise refuse(text[:text.index("\x00")].count("\n") + 1, "contains a NUL character (a binary file?)")
     events: list[dict[str, Any]] = []
     if path.suffix.lower() in (".jsonl", ".json", ".ndjson") or text.lstrip().startswith("{"):
         for n, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    events.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise typer.BadParameter(f"{path}:{n}: not JSON: {exc}") from None
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except (ValueError, RecursionError) as exc:
+                raise refuse(n, f"not a JSON object ({str(exc)[:120]})") from None
+            if not isinstance(item, dict):
+                raise refuse(n, "each line must be a JSON object {customer, metric, quantity, at, key}")
+            events.append(item)
         return events
-    for row in csv.DictReader(text.splitlines()):
-        ev: dict[str, Any] = {k: v for k, v in row.items() if k and v not in (None, "")}
-        if "properties" in ev:
-            ev["properties"] = json.loads(ev["properties"])
+    try:
+        rows = list(csv.DictReader(text.splitlines()))
+    except csv.Error as exc:
+        raise refuse(None, f"not a readable CSV file ({exc})") from None
+    for n, row in enumerate(rows, 2):
+        ev: dict[str, Any] = {k: v for k, v in row.items() if isinstance(k, str) and k and v not in (None, "")}
+        if isinstance(ev.get("properties"), str):
+            try:
+                ev["properties"] = json.loads(ev["properties"])
+            except (ValueError, RecursionError):
+                raise refuse(n, "the properties cell is not JSON") from None
         events.append(ev)
     return events
 
