@@ -60,3 +60,31 @@ def test_usage_import_bill_run_and_invoice_commands(db_url, tmp_path):
     assert refused.returncode == 3 and json.loads(refused.stdout)["error"]["code"] == "validation_error"
     missing = cli("invoice", "show", "INV-NOPE", db=db_url)
     assert missing.returncode == 3
+
+
+def test_malformed_usage_files_are_refused_with_the_line(db_url, tmp_path):
+    setup(db_url)
+    cases = {"latin1.csv": "customer,metric,quantity,at,key\nSF-1,calls,1,2026-01-05,caf\xe9\n".encode("latin-1"),
+             "bad.jsonl": b'{"customer": "SF-1", "metric": "calls"\n',
+             "props.csv": b"customer,metric,quantity,at,key,properties\nSF-1,calls,1,2026-01-05,p1,{oops\n",
+             "nul.jsonl": b'{"customer": "SF-1"}\x00\n'}
+    for name, data in cases.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        res = cli("usage", "import", str(path), "--json", db=db_url)
+        assert res.returncode == 3, (name, res.stdout, res.stderr)
+        assert json.loads(res.stdout)["error"]["code"] == "validation_error"
+    app = App(db_url, actor="tester", migrate=False)
+    try:
+        from closeloop.core.errors import CloseloopError
+
+        for bad in ({"metric": ["calls"]}, {"customer": {"x": 1}}, {"quantity": 10**13}, {"key": "k\x00"}):
+            event = {"customer": "SF-1", "metric": "calls", "quantity": 1, "at": "2026-01-05", "key": "k1", **bad}
+            try:
+                app.do("usage.record", {"events": [event]})
+            except CloseloopError as err:
+                assert err.code in ("validation_error", "not_found"), bad
+            else:
+                raise AssertionError(f"accepted {bad}")
+    finally:
+        app.close()
