@@ -35,6 +35,7 @@ WORKLOAD_MODULES: tuple[str, ...] = (
     "closeloop.bench.events",
     "closeloop.bench.collections",
     "closeloop.bench.revenue",
+    "closeloop.bench.posting",
 )
 
 _WORKLOADS: dict[str, Callable[[BenchContext], list[dict[str, Any]]]] = {}

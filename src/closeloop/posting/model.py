@@ -30,6 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
+from functools import lru_cache
 from typing import Any
 
 from closeloop.core.money import to_minor
@@ -335,17 +336,34 @@ class PlannedEntry:
     lines: tuple[PlannedLine, ...]
 
 
-class _Fields(dict):  # type: ignore[type-arg]
-    def __missing__(self, key: str) -> str:
-        return ""
+@lru_cache(maxsize=1024)
+def _template_parts(template: str) -> tuple[tuple[str, bool], ...]:
+    """A ``{field}`` template split once into (text, is_field) parts."""
+    parts: list[tuple[str, bool]] = []
+    last = 0
+    for m in _TEMPLATE.finditer(template):
+        if m.start() > last:
+            parts.append((template[last:m.start()], False))
+        parts.append((m.group(1), True))
+        last = m.end()
+    if last < len(template):
+        parts.append((template[last:], False))
+    return tuple(parts)
 
 
 def _fmt(template: str, *scopes: Mapping[str, Any]) -> str:
-    merged: dict[str, Any] = {}
-    for scope in reversed(scopes):
-        merged.update({k: v for k, v in scope.items() if not isinstance(v, (list, dict))})
-    return _TEMPLATE.sub(lambda m: str(merged.get(m.group(1), "") if merged.get(m.group(1)) is not None else ""),
-                         template)
+    """Fill ``{field}`` from the first scope that has a scalar value for it (missing: empty)."""
+    out = []
+    for text, is_field in _template_parts(template):
+        if not is_field:
+            out.append(text)
+            continue
+        for scope in scopes:
+            value = scope.get(text)
+            if value is not None and not isinstance(value, (list, dict)):
+                out.append(str(value))
+                break
+    return "".join(out)
 
 
 def plan(rule: EntryRule, payload: Mapping[str, Any], functional_currency_of: Any) -> PlannedEntry | None:
