@@ -103,21 +103,23 @@ def _chunks(values: Sequence[Any], size: int = 500) -> Iterable[Sequence[Any]]:
         yield values[start:start + size]
 
 
-def _changes_for(uow: Any, contract_ids: Sequence[str]) -> dict[str, list[Change]]:
+def _changes_for(uow: Any, expected: Mapping[str, int]) -> dict[str, list[Change]]:
+    """The change logs of contracts, parsed once per App: a cached log is used only while it has as many
+    changes as the subscription row says (logs only grow), so another process's change is never missed."""
     out: dict[str, list[Change]] = defaultdict(list)
     shared = uow.services.cache("billing.changes") if uow.services is not None else {}
-    missing = [c for c in contract_ids if c not in shared]
+    missing = [c for c, n in expected.items() if len(shared.get(c) or ()) != n]
     for chunk in _chunks(missing):
         marks = ",".join("?" * len(chunk))
         for cid, payload_text in uow.all(f"SELECT contract_id, payload FROM billing_contract_change WHERE contract_id"
                                          f" IN ({marks}) ORDER BY contract_id, seq", list(chunk)):
             out[cid].append(Change.from_dict(json.loads(payload_text)))
-    for cid in contract_ids:
-        if cid in shared:
-            out[cid] = shared[cid]
-        elif cid in out:
+    for cid in expected:
+        if cid in out:
             value = out[cid]
             uow.after_commit(lambda c=cid, v=value: shared.__setitem__(c, v))
+        elif cid in shared:
+            out[cid] = shared[cid]
     return out
 
 
@@ -126,7 +128,7 @@ def _load(uow: Any, customer_ids: Sequence[int], entity: str | None, *, with_ite
     rows: list[Any] = []
     for chunk in _chunks(list(customer_ids)):
         marks = ",".join("?" * len(chunk))
-        sql = ("SELECT contract_id, customer_id, customer, entity, currency, billing_day, scan_from FROM"
+        sql = ("SELECT contract_id, customer_id, customer, entity, currency, billing_day, scan_from, changes FROM"
                f" billing_subscription WHERE customer_id IN ({marks})")
         params: list[Any] = list(chunk)
         if entity:
@@ -134,7 +136,7 @@ def _load(uow: Any, customer_ids: Sequence[int], entity: str | None, *, with_ite
             params.append(entity)
         rows.extend(uow.all(sql, params))
     contract_ids = [r[0] for r in rows]
-    changes = _changes_for(uow, contract_ids)
+    changes = _changes_for(uow, {r[0]: int(r[7]) for r in rows})
     milestones: dict[str, list[MilestoneCompletion]] = defaultdict(list)
     partials: dict[str, list[PartialBilling]] = defaultdict(list)
     items: dict[str, list[BilledItem]] = defaultdict(list)
@@ -159,7 +161,7 @@ def _load(uow: Any, customer_ids: Sequence[int], entity: str | None, *, with_ite
     unique: dict[str, str | None] = {}
     since: dict[int, str | None] = {}
     customers: dict[int, str] = {}
-    for cid, customer_id, customer, ent, cur, bday, scan_from in rows:
+    for cid, customer_id, customer, ent, cur, bday, scan_from, _n in rows:
         log = changes.get(cid) or []
         if not log:
             continue

@@ -138,7 +138,14 @@ def known_metrics(uow: Any, metrics: Iterable[Any]) -> set[str]:
         return bool(prices_for_metric(uow, metric))
 
     wanted = {m for m in metrics if isinstance(m, str) and 0 < len(m) <= 64 and not _bad_text(m)}
-    return {m for m in wanted if uow.cached("billing.metric", m, lambda m=m: load(m))}
+    known = uow.services.cache("billing.metric") if uow.services is not None else {}
+    out = set()
+    for m in wanted:  # only known metrics are remembered: a price created meanwhile is always seen
+        if known.get(m) or load(m):
+            out.add(m)
+            if not known.get(m):
+                uow.after_commit(lambda m=m: known.__setitem__(m, True))
+    return out
 
 
 def meters_for(uow: Any, customer_ids: Sequence[int]) -> dict[tuple[int, str], list[tuple[str, str, str]]]:
