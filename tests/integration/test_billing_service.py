@@ -314,3 +314,36 @@ def test_a_charge_and_its_credit_in_one_run_are_linked(app, clock):
     (charge_id, _, net, _, credited), (_, kind, credit, credit_of, _) = rows
     assert (net, kind, credit, credit_of, credited) == (10000, "credit", -3548, charge_id, 3548)
     assert app.do("billing.run", {"as_of": "2026-02-01"})["invoices"] == 0
+
+
+def test_two_workers_share_a_bill_run_without_duplicating_or_gaps(app, clock, db_url):
+    import threading
+
+    from closeloop.app import App
+    from closeloop.billing import service
+
+    setup_company(app, clock, customers=tuple(f"SF-{i}" for i in range(1, 11)))
+    with app.unit_of_work() as uow:
+        run_id, parts = service.start_run(uow, clock.today(), None, partition_size=2)
+    assert parts == 5
+    errors: list[BaseException] = []
+
+    def work(name: str) -> None:
+        worker = App(db_url, clock=clock, actor=name, migrate=False)
+        try:
+            service.run_in_partitions(worker, clock.today().isoformat(), run_id=run_id, worker=name)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            worker.close()
+
+    threads = [threading.Thread(target=work, args=(f"w{i}",)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    numbers = sorted(i["number"] for i in app.query("invoices", {"limit": 100})["items"])
+    assert numbers == [f"INV-US01-{n:06d}" for n in range(1, 11)]
+    assert app.query("billing_runs", {})["items"][0]["status"] == "completed"
+    assert app.do("billing.run", {"as_of": clock.today().isoformat()})["invoices"] == 0
