@@ -50,6 +50,9 @@ MODULES: tuple[str, ...] = (
     "closeloop.control.lineage",
     "closeloop.control.audit",
     "closeloop.control.exceptions",
+    "closeloop.billing.migration",
+    "closeloop.rollout.migration",
+    "closeloop.rollout.parallel",
 )
 
 _loaded = False

@@ -69,12 +69,15 @@ from closeloop.core.money import allocate, check_currency, format_minor, to_mino
 from closeloop.core.periods import parse_date
 from closeloop.core.registry import command, payload, query
 from closeloop.core.uow import dumps
+from closeloop.rollout.waves import UNGATED
 
 ROLES = ("implementation", "admin")
 SOURCE = "migration"
 ONE_DAY = timedelta(days=1)
 DEFAULT_CLEARING = {"code": "1190", "name": "Migration clearing (legacy receivables)", "type": "asset"}
 REPORT_ROWS_STORED = 500
+# A migration prepares a wave before it goes live: never refused by the live-scope guard (rollout.waves).
+UNGATED.update({"migration.import"})
 
 # Problem codes (the report counts each).
 CODES = ("missing_column", "duplicate_id", "broken_reference", "bad_tax_id", "invalid_value", "unbalanced",
