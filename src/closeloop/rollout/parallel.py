@@ -105,8 +105,8 @@ def _overlap(a: Line, b: Line) -> int:
 
 
 def pair_lines(legacy: Sequence[Line], closeloop: Sequence[Line]) -> list[tuple[Line | None, Line | None]]:
-    """Pair one customer's lines per product: same service period first, then the largest overlap, then equal
-    amounts, then in order. Deterministic (inputs sorted)."""
+    """Pair one customer's lines per product: identical lines first (so a match is never paired away), then the
+    same service period, the largest overlap, equal amounts, and the rest in order. Deterministic (inputs sorted)."""
     out: list[tuple[Line | None, Line | None]] = []
     by_product: dict[str, tuple[list[Line], list[Line]]] = defaultdict(lambda: ([], []))
     for ln in legacy:
@@ -120,10 +120,14 @@ def pair_lines(legacy: Sequence[Line], closeloop: Sequence[Line]) -> list[tuple[
     for product in sorted(by_product):
         left = sorted(by_product[product][0], key=key)
         right = sorted(by_product[product][1], key=key)
-        for rule in ("same_period", "overlap", "amount", "order"):
+        for rule in ("exact", "same_period", "overlap", "amount", "order"):
             for a in list(left):
                 best = None
                 for b in right:
+                    if rule == "exact" and cause_of(a, b) is None and (a.period_start, a.period_end) == (
+                            b.period_start, b.period_end):
+                        best = b
+                        break
                     if rule == "same_period" and (a.period_start, a.period_end) == (b.period_start, b.period_end) \
                             and a.period_start is not None:
                         best = b
