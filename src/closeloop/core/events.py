@@ -97,6 +97,8 @@ class Handler:
     name: str
     event_type: str
     fn: Callable[[Any, Event], None]
+    # Optional: the same effect for several events of this type at once (see handles_batch).
+    batch_fn: Callable[[Any, list[Event]], None] | None = None
 
 
 _HANDLERS: dict[str, list[Handler]] = {}
@@ -111,6 +113,23 @@ def handles(event_type: str, name: str) -> Callable[[Callable[[Any, Event], None
         if not any(h.name == name for h in handlers):
             handlers.append(Handler(name, event_type, fn))
         return fn
+
+    return register
+
+
+def handles_batch(event_type: str, name: str) -> Callable[[Callable[[Any, list[Event]], None]],
+                                                          Callable[[Any, list[Event]], None]]:
+    """Give an already registered handler a batch form: ``fn(uow, events)`` with the effect of
+    calling the handler on each event in order. The dispatcher uses it for runs of consecutive
+    events of the type; if it raises, its writes are undone and the events go one by one."""
+
+    def register(fn: Callable[[Any, list[Event]], None]) -> Callable[[Any, list[Event]], None]:
+        handlers = _HANDLERS.get(event_type, [])
+        for i, h in enumerate(handlers):
+            if h.name == name:
+                handlers[i] = replace(h, batch_fn=fn)
+                return fn
+        raise RuntimeError(f"handles_batch: no handler {name!r} for {event_type} is registered yet")
 
     return register
 
@@ -477,6 +496,8 @@ class Dispatcher:
         marks = ",".join("?" * len(ids))
         delivered = {(int(a), b) for a, b in uow.all(
             f"SELECT event_id, handler FROM event_delivery WHERE event_id IN ({marks})", ids)}
+        if not fenced:
+            self._deliver_runs(uow, events, delivered)
         blocked: set[tuple[str, str]] = set()
         done: list[Event] = []
         me = self.worker_id if fenced else None
@@ -506,6 +527,40 @@ class Dispatcher:
                     uow.causation_id, uow.correlation_id = ev.id, ev.correlation_id
                     for hook in _RECOVERED_HOOKS:
                         self._guarded(uow, "recovered", lambda h=hook, e=ev: h(uow, e))  # type: ignore[misc]
+
+    def _deliver_runs(self, uow: Any, events: list[Event], delivered: set[tuple[int, str]]) -> None:
+        """Batch handlers first: for each run of consecutive events of one type, a handler with a
+        batch form handles the run's events in one call (in id order, so the order per aggregate
+        holds), with their delivery records, inside one savepoint. On any failure the savepoint is
+        undone and those events are delivered one by one below, where failures are accounted."""
+        start = 0
+        while start < len(events):
+            end = start
+            while end < len(events) and events[end].type == events[start].type:
+                end += 1
+            run = events[start:end]
+            start = end
+            if len(run) < 2:
+                continue
+            for handler in handlers_for(run[0].type):
+                if handler.batch_fn is None:
+                    continue
+                todo = [ev for ev in run if (ev.id, handler.name) not in delivered and check_payload(ev) is None]
+                if len(todo) < 2:
+                    continue
+                with self._savepoint(uow) as sp:
+                    try:
+                        uow.causation_id = None
+                        handler.batch_fn(uow, todo)
+                        now = uow.now()
+                        uow.executemany("INSERT INTO event_delivery (event_id, handler, delivered_at) VALUES (?,?,?)",
+                                        [(ev.id, handler.name, now) for ev in todo])
+                    except Exception:  # noqa: BLE001 - the one-by-one path records what fails, and why
+                        sp.rollback()
+                        log.info("batch %s of %d %s events fell back to one by one", handler.name, len(todo),
+                                 run[0].type, exc_info=True)
+                        continue
+                delivered.update((ev.id, handler.name) for ev in todo)
 
     def _deliver(self, uow: Any, ev: Event, delivered: set[tuple[int, str]], report: DeliveryReport) -> str:
         """Run every handler of ``ev`` that has not run yet; returns done, waiting, failed or dead."""

@@ -54,6 +54,13 @@ def round_minor(value: Decimal) -> int:
 def to_minor(amount: Decimal | str | int, currency: str, *, field: str = "amount", record: str | None = None) -> int:
     """Exact conversion of a major-unit amount to minor units; more decimals than the currency allows is an error."""
     exp = exponent(currency)
+    if type(amount) is str:
+        # fast path for the plain decimal strings amounts travel as ("-123.45"); anything else goes through Decimal
+        whole, dot, frac = amount.partition(".")
+        digits = whole[1:] if whole[:1] == "-" else whole
+        if digits.isdigit() and digits.isascii() and (not dot or (frac.isdigit() and frac.isascii() and len(frac) <= exp)):
+            value = int(digits) * 10**exp + (int(frac.ljust(exp, "0")) if dot else 0)
+            return -value if whole[:1] == "-" else value
     try:
         value = amount if isinstance(amount, Decimal) else Decimal(str(amount).strip())
     except InvalidOperation:

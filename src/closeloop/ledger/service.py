@@ -183,6 +183,11 @@ class PostedEntry:
     hash: str
 
 
+@lru_cache(maxsize=4096)
+def _dimensions_json(dimensions: tuple[tuple[str, str], ...]) -> str:
+    return json.dumps(dict(dimensions), sort_keys=True)
+
+
 def closed_periods(uow: Any, entity: str, first: str, last: str) -> set[str]:
     rows = uow.all(
         "SELECT period FROM ledger_period WHERE entity = ? AND status = 'closed' AND period >= ? AND period <= ?",
@@ -197,8 +202,12 @@ def post_entries(
     *,
     event_id: int | None = None,
     approved_by: str | None = None,
+    event_ids: Sequence[int | None] | None = None,
 ) -> list[PostedEntry]:
-    """Post entries atomically. Refuses the whole batch on the first problem (nothing is written)."""
+    """Post entries atomically. Refuses the whole batch on the first problem (nothing is written).
+
+    ``event_id`` names the business event the entries were posted from; ``event_ids`` gives one
+    per draft instead (a batch of events posted together)."""
     if not drafts:
         return []
     by_entity: dict[str, list[int]] = {}
@@ -209,7 +218,7 @@ def post_entries(
     entry_rows: list[tuple[Any, ...]] = []
     line_rows: list[tuple[Any, ...]] = []
     balances: dict[tuple[str, str, int, str], list[int]] = {}
-    events: list[tuple[str, str | None, dict[str, Any] | str]] = []
+    events: list[tuple[Any, ...]] = []
     posted: list[PostedEntry | None] = [None] * len(drafts)
     lock = uow.for_update()
     heads: list[tuple[int, str, str]] = []
@@ -250,7 +259,7 @@ def post_entries(
                 amount = line.amount
                 cur = line.currency or ccy
                 txn = amount if line.txn_amount is None else line.txn_amount
-                dims = json.dumps(dict(line.dimensions), sort_keys=True) if line.dimensions else None
+                dims = _dimensions_json(line.dimensions) if line.dimensions else None
                 line_rows.append((entry_id, n, acct.id, amount, cur, txn, line.memo, dims))
                 hash_lines.append((acct.code, amount, cur, txn))
                 key = (entity_code, period, acct.id, cur)
@@ -264,13 +273,15 @@ def post_entries(
             digest = entry_hash(prev, entity_code, seq, day, d.memo, d.manual, d.reverses, hash_lines)
             prev = digest
             number = f"JE-{entity_code}-{seq:07d}"
+            cause = event_id if event_ids is None else event_ids[i]
             entry_rows.append((entry_id, entity_code, seq, day, period, d.memo, d.manual, d.reference, d.reverses,
-                               source, actor, approved_by, event_id, now, digest))
+                               source, actor, approved_by, cause, now, digest))
             # journal.posted payload, serialised directly (same keys and order as json.dumps(sort_keys=True))
-            events.append((number, entity_code,
-                           f'{{"date":"{day}","entity":{entity_json},"id":{entry_id},"journal":"{number}",'
-                           f'"manual":{"true" if d.manual else "false"},'
-                           f'"reference":{json.dumps(d.reference) if d.reference is not None else "null"}}}'))
+            payload = (f'{{"date":"{day}","entity":{entity_json},"id":{entry_id},"journal":"{number}",'
+                       f'"manual":{"true" if d.manual else "false"},'
+                       f'"reference":{json.dumps(d.reference) if d.reference is not None else "null"}}}')
+            events.append((number, entity_code, payload) if event_ids is None
+                          else (number, entity_code, payload, cause))
             posted[i] = PostedEntry(entry_id, entity_code, seq, number, day, digest)
         heads.append((seq, prev, entity_code))
     # Nothing is written until every entry of every entity has passed its checks.

@@ -19,7 +19,7 @@ import yaml
 
 from closeloop.core.entities import get_entity, list_entities
 from closeloop.core.errors import CloseloopError, ConflictError, ForbiddenError, NotFoundError, ValidationError
-from closeloop.core.events import Event, event_from_row, EVENT_COLUMNS, handles
+from closeloop.core.events import EVENT_COLUMNS, Event, event_from_row, handles, handles_batch
 from closeloop.core.exception_queue import close_exception, on_resolve, open_exception
 from closeloop.core.fx import convert
 from closeloop.core.periods import parse_date
@@ -142,9 +142,33 @@ def post_event(uow: Any, ev: Event) -> None:
         )
 
 
+def post_events(uow: Any, events: list[Event]) -> None:
+    """The batch form of :func:`post_event`: every event's entries in one ``post_entries`` call.
+
+    Any problem (an event that cannot be posted) raises, so the dispatcher undoes the batch and
+    delivers the events one by one, where each refusal becomes its own unposted_event exception."""
+    start = 0
+    while start < len(events):
+        actor = events[start].actor
+        end = start
+        while end < len(events) and events[end].actor == actor:
+            end += 1
+        uow.actor = actor
+        drafts: list[EntryDraft] = []
+        ids: list[int | None] = []
+        for ev in events[start:end]:
+            parse_date(event_date(ev), field="date", record=str(ev.id))
+            for draft in drafts_for(uow, ev):
+                drafts.append(draft)
+                ids.append(ev.id)
+        post_entries(uow, drafts, event_ids=ids)
+        start = end
+
+
 for _type, _schema in catalogue().items():
     if _schema.moves_money:
         handles(_type, "posting")(post_event)
+        handles_batch(_type, "posting")(post_events)
 
 
 @on_resolve("unposted_event", "retry")
