@@ -126,3 +126,33 @@ def test_rule_versions_need_a_second_person_and_apply_from_their_date(app, us01)
     with pytest.raises(CloseloopError) as err:
         app.do("posting_rules.propose", {"body": bad, "reason": "oops"})
     assert err.value.code == "validation_error" and "does not balance" in err.value.message
+
+
+def test_a_run_of_events_is_posted_as_a_batch_and_falls_back_one_by_one(app, us01):
+    with app.unit_of_work() as uow:
+        for i in range(1, 6):
+            p = invoice_payload(number=f"INV-{i}", lines=(("10.00", "0.00"),),
+                                currency="GBP" if i == 3 else "USD")  # no GBP rate: INV-3 cannot post
+            uow.emit("invoice.issued", "invoice", p["invoice"], p, entity="US01")
+    app.dispatch()
+    assert app.query("balance", {"role": "accounts_receivable"})["amount"] == "40.00"
+    exc = app.query("exceptions", {"kind": "unposted_event"})
+    assert exc["count"] == 1 and "INV-3" in exc["items"][0]["message"]
+    with app.unit_of_work(write=False) as uow:
+        # one journal per posted event, each linked to its own event
+        rows = uow.all("SELECT e.reference, ev.payload FROM journal_entry e JOIN event ev ON ev.id = e.event_id"
+                       " ORDER BY e.id")
+    assert [r[0] for r in rows] == [f"invoice.issued:INV-{i}" for i in (1, 2, 4, 5)]
+    assert all(f'"invoice": "{r[0].split(":")[1]}"' in r[1] or f'"invoice":"{r[0].split(":")[1]}"' in r[1]
+               for r in rows)
+
+
+def test_batch_posting_links_each_entry_to_its_event(app, us01):
+    with app.unit_of_work() as uow:
+        ids = [uow.emit("invoice.issued", "invoice", f"INV-{i}", invoice_payload(number=f"INV-{i}"), entity="US01")
+               for i in range(1, 4)]
+    app.dispatch()
+    with app.unit_of_work(write=False) as uow:
+        linked = uow.all("SELECT event_id FROM journal_entry ORDER BY id")
+        causes = uow.all("SELECT causation_id FROM event WHERE type = 'journal.posted' ORDER BY id")
+    assert [r[0] for r in linked] == ids and [r[0] for r in causes] == ids
