@@ -278,7 +278,7 @@ def read_dataset(directory: str | None, files: Mapping[str, str] | None) -> Data
 def _manifest(text: str) -> dict[str, Any]:
     try:
         doc = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError) as exc:  # ValueError: an impossible date such as 2026-02-30
         raise ValidationError(f"manifest.yaml is not valid YAML: {exc}", field="manifest") from None
     if not isinstance(doc, dict):
         raise ValidationError("manifest.yaml must be a mapping (system, cutover, clearing_account)", field="manifest")
@@ -286,6 +286,13 @@ def _manifest(text: str) -> dict[str, Any]:
     if unknown:
         raise ValidationError(f"manifest.yaml: unknown keys {sorted(unknown)} (system, cutover, clearing_account)",
                               field="manifest")
+    for key in ("system", "cutover", "clearing_account"):
+        # A value is a short text: a list or mapping (e.g. YAML aliases nested into a "billion laughs") would
+        # be expanded into the report, the run's history and error messages.
+        value = doc.get(key)
+        if value is not None and (not isinstance(value, (str, int, date)) or len(str(value)) > 200):
+            raise ValidationError(f"manifest.yaml: {key} must be a text of at most 200 characters",
+                                  field=f"manifest.{key}")
     return doc
 
 
