@@ -23,6 +23,7 @@ MODULES: tuple[str, ...] = (
     "closeloop.customers.webhook",
     "closeloop.posting.service",
     "closeloop.posting.intercompany",
+    "closeloop.posting.recon_sides",
     "closeloop.close.gates",
     "closeloop.close.service",
     "closeloop.kpis.service",

@@ -34,3 +34,19 @@ def test_mismatched_intercompany_shows_a_difference(app, us01, de01):
     pair = consolidated["eliminations"][0]
     assert pair["difference"] == "100.00" and pair["balanced"] is False
     assert consolidated["balanced"] is True
+
+
+def test_intercompany_reconciliation_by_counterparty(app, us01, de01):
+    app.do("fx.rate", {"base": "USD", "quote": "EUR", "date": "2026-01-01", "rate": "0.90"})
+    payload = invoice_payload(lines=(("1000.00", "0.00"),))
+    payload["lines"][0]["performing_entity"] = "DE01"
+    emit(app, "invoice.issued", payload)
+    result = app.do("recon.run", {"rules": ["intercompany_balances"], "as_of": "2026-01-31"})
+    recon = app.query("recon", {"rule": "intercompany_balances"})
+    assert recon["matched"] == 1 and recon["breaks"] == [], (result, recon)
+    # a one-sided intercompany journal in DE01 has no counterparty: a break
+    app.do("journal.post", {"entity": "DE01", "date": "2026-01-20", "memo": "one-sided", "lines": [
+        {"account": "intercompany_receivable", "debit": "5.00"}, {"account": "4900", "credit": "5.00"}]})
+    app.do("recon.run", {"rules": ["intercompany_balances"], "as_of": "2026-01-31"})
+    breaks = app.query("recon", {"rule": "intercompany_balances"})["breaks"]
+    assert [(b["category"], b["amount"]) for b in breaks] == [("missing_right", "5.00")]
