@@ -1136,7 +1136,7 @@ def customers_query(uow: Any, q: CustomersQuery) -> dict[str, Any]:
     refs = external_ids(uow, [x for c in items for x in (c.parent_id, c.merged_into) if x is not None])
     return {"count": total, "items": [
         {"id": c.id, "external_id": c.external_id, "name": c.name, "country": c.country, "status": c.status,
-         "tax_id": c.tax_id, "parent": refs.get(c.parent_id) if c.parent_id else None,
+         "tax_id": c.tax_id, "entity": c.entity, "parent": refs.get(c.parent_id) if c.parent_id else None,
          "merged_into": refs.get(c.merged_into) if c.merged_into else None} for c in items]}
 
 
