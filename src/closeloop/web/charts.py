@@ -53,3 +53,36 @@ def trend(points: Sequence[tuple[str, object]], *, width: int = 220, height: int
         f'<text x="0" y="{height - 2}" class="chart-label">{escape(points[0][0])}</text>'
         f'<text x="{width}" y="{height - 2}" text-anchor="end" class="chart-label">{escape(points[-1][0])}</text>'
         "</svg>")
+
+
+def stacked_bars(labels: Sequence[str], series: Sequence[tuple[str, Sequence[object]]], *, width: int = 640,
+                 height: int = 200, title: str = "") -> Markup:
+    """Vertical bars, one per label, stacking each series (name, values) in order; a legend below."""
+    if not labels or not series:
+        return Markup("")
+    totals = [sum(max(0.0, _num(values[i])) for _, values in series) for i in range(len(labels))]
+    top = max(totals) or 1.0
+    plot_h, left, gap = height - 40, 6, 6
+    bar_w = max(4.0, (width - left) / len(labels) - gap)
+    parts = [f'<svg class="chart columns" role="img" aria-label="{escape(title)}" viewBox="0 0 {width} {height}"'
+             f' width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">']
+    for i, label in enumerate(labels):
+        x = left + i * (bar_w + gap)
+        y = float(plot_h)
+        for k, (name, values) in enumerate(series):
+            v = max(0.0, _num(values[i]))
+            h = plot_h * v / top
+            y -= h
+            if h > 0:
+                parts.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar_w:.1f}" height="{h:.1f}"'
+                             f' class="chart-bar series-{k}"><title>{escape(str(label))} {escape(name)}:'
+                             f' {escape(str(values[i]))}</title></rect>')
+        parts.append(f'<text x="{x + bar_w / 2:.1f}" y="{plot_h + 14}" text-anchor="middle"'
+                     f' class="chart-label">{escape(str(label)[-5:] if len(labels) > 8 else str(label))}</text>')
+    x = left
+    for k, (name, _) in enumerate(series):
+        parts.append(f'<rect x="{x}" y="{height - 12}" width="10" height="10" class="chart-bar series-{k}"/>'
+                     f'<text x="{x + 14}" y="{height - 3}" class="chart-label">{escape(name)}</text>')
+        x += 20 + 7 * len(name)
+    parts.append("</svg>")
+    return Markup("".join(parts))

@@ -34,7 +34,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from babel import Locale, UnknownLocaleError
-from babel.numbers import format_currency, format_decimal
+from babel.numbers import format_currency, format_decimal, format_percent
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -57,6 +57,12 @@ class NavEntry:
     path: str
     order: int = 100
     roles: tuple[str, ...] = ()
+    also: tuple[str, ...] = ()  # further path prefixes that belong to this entry (highlighted as active)
+
+    def is_active(self, path: str) -> bool:
+        if self.path == "/":
+            return path == "/" or any(path.startswith(p) for p in self.also)
+        return any(path == p or path.startswith(p.rstrip("/") + "/") for p in (self.path, *self.also))
 
 
 class NotSignedIn(Exception):
@@ -98,11 +104,37 @@ def money(value: Any, currency: str | None = None, locale: str = DEFAULT_LOCALE)
     return str(format_decimal(number, locale=locale))
 
 
+def measure(value: Any, unit: str = "", locale: str = DEFAULT_LOCALE) -> str:
+    """A KPI value for the reader's locale: a ratio as a percentage, days with their unit, else a number."""
+    if value is None or value == "" or value == "—":
+        return "—"
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        return str(value)
+    if unit == "ratio":
+        return str(format_percent(number, format="#,##0.0%", locale=locale))
+    text = str(format_decimal(number, format="#,##0.##", locale=locale))
+    return f"{text} days" if unit == "days" else text
+
+
 def pretty_json(value: Any) -> str:
     return json.dumps(value, indent=2, default=str, ensure_ascii=False)
 
 
+def address(value: Any, postal_code: str | None = None) -> str:
+    """A postal address (a mapping of street, street2, postal_code, city, or a text) on one line."""
+    if not value and not postal_code:
+        return ""
+    if not isinstance(value, dict):
+        return " ".join(str(v) for v in (value, postal_code) if v)
+    city = " ".join(str(v) for v in (value.get("postal_code") or postal_code, value.get("city")) if v)
+    parts = [value.get("street"), value.get("street2"), city, value.get("region")]
+    return ", ".join(str(p) for p in parts if p)
+
+
 env.filters["json"] = pretty_json
+env.filters["address"] = address
 env.globals["urlencode"] = lambda d: urlencode({k: v for k, v in d.items() if v not in (None, "")})
 env.globals["quote"] = lambda s: quote(str(s), safe="")
 
@@ -113,7 +145,8 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
     ctx = {
         "request": request, "user": user, "csrf_token": getattr(request.state, "csrf", ""),
         "nav": visible_nav(request.app, user), "path": request.url.path, "locale": loc,
-        "money": lambda v, c=None: money(v, c, loc), "flash": request.query_params.get("flash"),
+        "money": lambda v, c=None: money(v, c, loc), "measure": lambda v, u="": measure(v, u, loc),
+        "flash": request.query_params.get("flash"),
         "flash_error": request.query_params.get("error"), **context,
     }
     return HTMLResponse(env.get_template(template).render(**ctx), status_code=status)
@@ -172,12 +205,33 @@ def error_page(request: Request, err: CloseloopError) -> HTMLResponse:
     return render(request, "error.html", status=status_of(err), error=err.to_dict())
 
 
-async def form_data(request: Request) -> dict[str, str]:
-    """The posted form (size-limited), as plain strings."""
+@dataclass(frozen=True)
+class Upload:
+    """A file posted with a multipart form: its name as the browser gave it, and its bytes."""
+
+    filename: str
+    data: bytes
+
+
+MAX_UPLOAD = 20 * 1024 * 1024
+
+
+async def form_data(request: Request) -> dict[str, Any]:
+    """The posted form (size-limited), as plain strings; a multipart form's files as :class:`Upload`."""
     from closeloop.api.guard import read_body
 
-    raw = await read_body(request, 256 * 1024)
     content_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if content_type == "multipart/form-data":
+        request._body = await read_body(request, MAX_UPLOAD)  # refused when oversized; form() parses it from here
+        out: dict[str, Any] = {}
+        async with request.form(max_files=4, max_fields=50) as form:
+            for key, value in form.multi_items():
+                if isinstance(value, str):
+                    out[key] = value
+                else:
+                    out[key] = Upload(value.filename or "", await value.read())
+        return out
+    raw = await read_body(request, 256 * 1024)
     if content_type != "application/x-www-form-urlencoded":
         from closeloop.api.errors import ApiError
         from closeloop.core.errors import ErrorCode
@@ -189,11 +243,11 @@ async def form_data(request: Request) -> dict[str, str]:
     return dict(parse_qsl(raw.decode("utf-8", errors="replace"), keep_blank_values=True))
 
 
-def check_csrf(request: Request, form: dict[str, str]) -> None:
+def check_csrf(request: Request, form: dict[str, Any]) -> None:
     """Every form POST carries the session's CSRF token; a missing or wrong one is refused and recorded."""
     expected = getattr(request.state, "csrf", "")
     given = form.get("csrf_token", "")
-    if not expected or not given or not hmac.compare_digest(expected, given):
+    if not isinstance(given, str) or not expected or not given or not hmac.compare_digest(expected, given):
         user = getattr(request.state, "user", None)
         with closeloop(request).unit_of_work() as uow:
             record_event(uow, "csrf", "forbidden", actor=user.name if user else None,
@@ -277,3 +331,84 @@ def form_action(fn: Callable[..., Response]) -> Callable[..., Any]:
     wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]
         parameters=[p for name, p in signature.parameters.items() if name != "form"])
     return wrapper
+
+
+# --------------------------------------------------------------------------- what pages share
+
+
+def can(request: Request, name: str) -> bool:
+    """Whether the signed-in user holds one of the roles of operation ``name`` (to show its button or form)."""
+    from closeloop.core import registry
+
+    user: Principal | None = getattr(request.state, "user", None)
+    op = registry.operations().get(name)
+    return user is not None and op is not None and bool(user.roles & set(op.roles))
+
+
+def require(request: Request, name: str, payload: dict[str, Any]) -> None:
+    """Refuse at once when the user holds no role for command ``name`` (before any work such as storing an
+    upload): the refusal goes through the command itself with ``payload``, so it is audited like any other."""
+    if not can(request, name):
+        run_command(request, name, payload)
+
+
+def entity_choice(request: Request) -> tuple[list[dict[str, Any]], str | None]:
+    """The entities the user may see, and the one chosen by ``?entity=`` (the queries that receive it refuse,
+    and audit, an entity outside the user's scope)."""
+    entities = run_query(request, "entities")["entities"]
+    return entities, request.query_params.get("entity") or None
+
+
+def per_entity(request: Request, name: str, where: dict[str, Any], entity: str | None,
+               list_key: str = "items") -> list[dict[str, Any]]:
+    """The ``list_key`` items of a query that takes an ``entity``: for the chosen entity, else every entity the
+    user may see when the user is scoped (the authorizer refuses an unnamed entity to a multi-entity user),
+    else all at once. Each item carries its entity."""
+    user: Principal = request.state.user
+    if entity is not None or not user.scoped:
+        result = run_query(request, name, {**where, "entity": entity})
+        return [dict(i, entity=i.get("entity") or entity) for i in result.get(list_key) or []]
+    items: list[dict[str, Any]] = []
+    for code in sorted(user.entities):
+        items.extend(dict(i, entity=i.get("entity") or code)
+                     for i in run_query(request, name, {**where, "entity": code}).get(list_key) or [])
+    return items
+
+
+def parse_day(value: str | None, field: str) -> str | None:
+    """A ``YYYY-MM-DD`` query parameter, or None; anything else is a validation error naming the field."""
+    if value in (None, ""):
+        return None
+    try:
+        return date.fromisoformat(str(value)).isoformat()
+    except ValueError:
+        from closeloop.core.errors import ValidationError
+
+        raise ValidationError(f"{field} must be a date (YYYY-MM-DD), not {value!r}", field=field) from None
+
+
+def parse_period(value: str | None, field: str = "period") -> str | None:
+    """A ``YYYY-MM`` query parameter, or None."""
+    if value in (None, ""):
+        return None
+    text = str(value)
+    try:
+        date.fromisoformat(text + "-01")
+    except ValueError:
+        from closeloop.core.errors import ValidationError
+
+        raise ValidationError(f"{field} must be a month (YYYY-MM), not {value!r}", field=field) from None
+    return text
+
+
+def download(content: bytes, filename: str, media_type: str, *, inline: bool = False) -> Response:
+    """A file response; the name is reduced to safe characters (it is only ever built from record numbers)."""
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in filename) or "download"
+    disposition = "inline" if inline else "attachment"
+    return Response(content, media_type=media_type, headers={"Content-Disposition": f'{disposition}; filename="{safe}"'})
+
+
+def redirect(path: str, **params: Any) -> RedirectResponse:
+    """303 to ``path`` with ``params`` (flash, error...) in the query string."""
+    clean = {k: v for k, v in params.items() if v not in (None, "")}
+    return RedirectResponse(path + ("?" + urlencode(clean) if clean else ""), status_code=303)

@@ -1,7 +1,9 @@
-"""``make screenshots``: the main pages of the web application as PNG files under docs/screenshots/.
+"""``make screenshots``: the pages of the web application as PNG files under docs/screenshots/.
 
-Builds the demo company in a temporary SQLite database, opens a few exceptions,
-signs in with headless Chromium (Debian's, through Playwright) and saves each page.
+Builds a small order-to-cash company (``closeloop.web.sample``: customers with a hierarchy and
+duplicates, quotes, contracts, three bill runs, payments, a dispute, dunning, revenue, a closed
+month, a wave plan) plus a CRM import of demo accounts in a temporary SQLite database, opens a
+few exceptions, signs in with headless Chromium (Debian's, through Playwright) and saves each page.
 
     python -m closeloop.web.screenshots [--out docs/screenshots] [--chromium /usr/bin/chromium]
 """
@@ -18,19 +20,46 @@ import time
 from datetime import date
 from pathlib import Path
 
+# (file name, path, signed in)
 PAGES = [
     ("login", "/login", False),
     ("dashboard", "/", True),
+    ("kpi-drill-down", "/kpis/dso_days?period=2026-02", True),
     ("exceptions", "/exceptions", True),
     ("exception", "/exceptions/1", True),
+    ("customers", "/customers", True),
+    ("customer-hierarchy", "/customers/SF-001", True),
+    ("customer-duplicates", "/customers/duplicates", True),
+    ("customer-conflicts", "/customers/conflicts", True),
+    ("quotes", "/quotes", True),
+    ("quote-approval", "/quotes/Q-1002", True),
+    ("contracts", "/contracts", True),
+    ("contract-amendments", "/contracts/C-1001", True),
+    ("invoices", "/invoices", True),
+    ("invoice", "/invoices/INV-US01-000001", True),
+    ("invoice-document", "/invoices/INV-DE01-000002/document", True),
+    ("credit-memos", "/credit-memos", True),
+    ("bill-runs", "/billing/runs?preview=1&as_of=2026-04-01", True),
+    ("collections-aging", "/collections?entity=US01", True),
+    ("collections-dunning", "/collections/dunning?entity=DE01", True),
+    ("collections-disputes", "/collections/disputes", True),
+    ("collections-payments", "/collections/payments", True),
     ("ledger-trial-balance", "/ledger?entity=US01", True),
-    ("ledger-profit-and-loss", "/ledger/pnl?entity=US01&period=2026-01..2026-12", True),
+    ("ledger-profit-and-loss", "/ledger/pnl?entity=US01&period=2026-01..2026-03", True),
     ("ledger-balance-sheet", "/ledger/balance-sheet?entity=US01", True),
-    ("ledger-account", "/ledger/accounts/4000?entity=US01", True),
+    ("ledger-account", "/ledger/accounts/1100?entity=US01", True),
     ("ledger-journal", "/ledger/journals/JE-US01-0000002", True),
+    ("revenue-waterfall", "/ledger/revenue?entity=US01", True),
+    ("deferred-revenue", "/ledger/deferred-revenue?entity=US01", True),
+    ("rpo", "/ledger/rpo?entity=US01", True),
+    ("close-cockpit", "/close?entity=DE01&period=2026-02", True),
+    ("reconciliation", "/recon", True),
+    ("waves", "/waves", True),
+    ("variations", "/variations", True),
     ("operations", "/operations?op=journal.post", True),
 ]
 PASSWORD = "screenshots-only"
+TODAY = date(2026, 3, 10)  # where build_sample leaves the clock
 
 
 def build(db: str) -> None:
@@ -40,24 +69,25 @@ def build(db: str) -> None:
     from closeloop.auth.users import add_user
     from closeloop.core.clock import ScenarioClock
     from closeloop.core.exception_queue import open_exception
-    from closeloop.demo import build_company
+    from closeloop.customers.demo import import_demo_accounts
+    from closeloop.web.sample import build_sample
 
     clock = ScenarioClock(date(2026, 1, 1))
     app = App(db, clock=clock, actor="demo")
-    build_company(app, clock, Console(quiet=True))
+    facts = build_sample(app, clock)
+    import_demo_accounts(app, Console(quiet=True), accounts=60)
     with app.unit_of_work() as uow:
         add_user(uow, "controller", ["controller", "admin"], password=PASSWORD, locale="en_US")
         for i, (kind, record, message, entity, amount) in enumerate([
             ("recon_break", "INV-US01-000042", "Invoice total 1,200.00 differs from AR control by 200.00", "US01",
              20000),
             ("tax_undetermined", "INV-DE01-000017", "No tax rule for buyer in CH (product saas)", "DE01", None),
-            ("not_owner", "SF-0042", "billing tried to change the customer name owned by crm", "US01", None),
             ("sync_failed", "evt-991", "posting handler failed: account 4010 does not exist", "US01", None),
-            ("dispute", "INV-US01-000031", "Customer disputes the usage charge", "US01", 45000),
         ]):
             open_exception(uow, kind, record_type="invoice" if record.startswith("INV") else "record",
                            record_id=record, message=message, entity=entity, amount=amount,
                            currency="USD" if amount and entity == "US01" else None, dedup_key=f"shot-{i}")
+    assert facts["closed"], "the sample's January close did not lock"
     app.close()
 
 
@@ -79,7 +109,12 @@ def main(argv: list[str] | None = None) -> int:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        server = uvicorn.Server(uvicorn.Config(create_server(db), host="127.0.0.1", port=port, log_level="warning"))
+        from closeloop.app import App
+        from closeloop.core.clock import ScenarioClock
+
+        cl = App(db, clock=ScenarioClock(TODAY), actor="api")  # the pages see the sample's today
+        server = uvicorn.Server(uvicorn.Config(create_server(app=cl, upload_dir=os.path.join(tmp, "uploads")),
+                                               host="127.0.0.1", port=port, log_level="warning"))
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         while not server.started:
@@ -97,7 +132,9 @@ def main(argv: list[str] | None = None) -> int:
                         page.fill("input[name=password]", PASSWORD)
                         page.click("button[type=submit]")
                         page.wait_for_url("**/")
-                    page.goto(path)
+                    response = page.goto(path)
+                    if response is not None and response.status >= 400:
+                        raise SystemExit(f"{path} answered {response.status}")
                     page.screenshot(path=str(out / f"{name}.png"), full_page=True)
                     print(f"wrote {out / (name + '.png')}")
                 browser.close()

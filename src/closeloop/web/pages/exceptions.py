@@ -76,8 +76,8 @@ def _history(request: Request, exception_id: int) -> list[dict[str, Any]]:
         return list(run_query(request, "exception", {"exception": exception_id}).get("history", []))
     # Until the exception queue has a query with the history, read its action log directly (read only).
     with closeloop(request).unit_of_work(write=False) as uow:
-        return uow.dicts("SELECT at, actor, action, reason, details FROM exception_action WHERE exception_id = ?"
-                         " ORDER BY id", (exception_id,))
+        return list(uow.dicts("SELECT at, actor, action, reason, details FROM exception_action WHERE"
+                              " exception_id = ? ORDER BY id", (exception_id,)))
 
 
 def _find(request: Request, exception_id: int) -> dict[str, Any]:
