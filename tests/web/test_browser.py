@@ -1,4 +1,6 @@
-"""Browser tests: Playwright (Python) driving Debian's Chromium headless against a live server.
+"""Browser tests: Playwright (Python) driving Debian's Chromium headless against a live server on the sample
+company (closeloop.web.sample): sign in, open every page, resolve an exception, approve a quote, download an
+invoice PDF, and follow a bill run's progress page.
 
 They skip, with the reason shown, when Chromium or Playwright is missing, unless CLOSELOOP_REQUIRE_BROWSER=1
 (CI installs chromium with apt-get and sets it). ``playwright install`` is never needed: the system
@@ -14,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from closeloop.core.exception_queue import open_exception
-from tests.api.conftest import PASSWORD
+from tests.api.conftest import PASSWORD, LiveServer
+from tests.web.test_pages import PAGES
 
 CHROMIUM = os.environ.get("CLOSELOOP_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 REQUIRED = os.environ.get("CLOSELOOP_REQUIRE_BROWSER") == "1"
@@ -47,11 +49,18 @@ def browser() -> Iterator[Any]:
         instance.close()
 
 
+@pytest.fixture(scope="module")
+def site(browser: Any, o2c: Any) -> Iterator[LiveServer]:
+    with LiveServer(o2c.asgi) as running:
+        yield running
+
+
 @pytest.fixture
-def page(browser: Any, live: Any, server: Any) -> Iterator[Any]:
-    context = browser.new_context(base_url=live.url, locale="en-US", accept_downloads=True)
+def page(browser: Any, site: LiveServer) -> Iterator[Any]:
+    context = browser.new_context(base_url=site.url, locale="en-US", accept_downloads=True)
     pg = context.new_page()
     pg.set_default_timeout(15_000)
+    pg.on("dialog", lambda dialog: dialog.accept())  # the confirmations of irreversible actions
     yield pg
     context.close()
 
@@ -64,77 +73,83 @@ def sign_in(page: Any, user: str = "ctrl") -> None:
     page.wait_for_url("**/")
 
 
-def test_log_in_open_every_page_and_resolve_an_exception(page: Any, server: Any) -> None:
-    server.app.do("journal.post", {"entity": "US01", "date": "2026-01-05", "memo": "capital",
-                                   "lines": [{"account": "cash", "debit": "500.00"},
-                                             {"account": "3000", "credit": "500.00"}]}, actor="ctrl")
-    with server.app.unit_of_work() as uow:
-        exception_id = open_exception(uow, "recon_break", record_type="invoice", record_id="INV-9",
-                                      message="billed differs from ledger", entity="US01", amount=5000,
-                                      currency="USD")
+def test_log_in_open_every_page_and_resolve_an_exception(page: Any, o2c: Any) -> None:
     page.goto("/exceptions")
     page.wait_for_url("**/login?next=*")
-    sign_in(page)
+    sign_in(page, "tester")
     assert page.locator("h1").inner_text() == "Dashboard"
     errors: list[str] = []
-    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("console", lambda msg: errors.append(f"{page.url}: {msg.text}") if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(f"{page.url}: {exc}"))
     for link in page.locator("nav.main-nav a").all_inner_texts():
         page.click(f"nav.main-nav a:text-is('{link}')")
         page.wait_for_load_state()
         assert page.locator("h1").count() == 1, link
-    assert not errors, errors  # no CSP violation, no missing asset
+        for tab in page.locator("nav.tabs a").all():  # every tab of the section
+            href = tab.get_attribute("href")
+            response = page.request.get(href)
+            assert response.status == 200, href
+    for path, text in PAGES:
+        response = page.goto(path)
+        assert response is not None and response.status == 200, path
+        assert text in page.content(), (path, text)
+    assert not errors, errors  # no CSP violation, no script error, no missing asset
     # ledger drill-down: trial balance -> account -> journal entry
     page.goto("/ledger?entity=US01")
-    page.click("table.report a:text-is('1000')")
+    page.click("table.report a:text-is('1100')")
     page.click("a:text-is('JE-US01-0000001')")
     assert "Journal entry JE-US01-0000001" in page.locator("h2").first.inner_text()
-    # resolve the exception through the form
-    page.goto("/exceptions")
-    page.click(f"a[href='/exceptions/{exception_id}'] >> nth=0")
+    # resolve the system-of-record conflict from its page, reached from the customers section
+    page.goto("/customers/conflicts")
+    page.click("table.grid tbody a >> nth=0")
+    exception_id = int(page.url.rsplit("/", 1)[1])
     assert "Playbook" in page.locator("aside").inner_text()
     page.select_option("select[name=action]", "accept")
-    page.fill("textarea[name=reason]", "timing difference, clears next month")
+    page.fill("textarea[name=reason]", "the CRM keeps the name; billing asked in error")
     page.click("#resolve-form button[type=submit]")
     page.wait_for_url(f"**/exceptions/{exception_id}?flash=*")
     assert "accept: resolved" in page.locator(".flash").inner_text()
-    assert "timing difference" in page.locator("table.grid").last.inner_text()
-    with server.app.unit_of_work(write=False) as uow:
+    with o2c.app.unit_of_work(write=False) as uow:
         assert uow.scalar("SELECT status FROM exception_item WHERE id = ?", (exception_id,)) == "resolved"
 
 
-def test_download_an_invoice_pdf(page: Any, server: Any) -> None:
-    if not any(entry.path == "/invoices" for entry in server.asgi.state.nav):
-        pytest.skip("the invoices page (HTML/PDF) does not exist yet: the billing area adds it")
+def test_approve_a_quote(page: Any, o2c: Any) -> None:
     sign_in(page, "tester")
+    page.goto("/quotes?status=pending_approval")
+    page.click("table#quotes a:text-is('Q-1004')")
+    assert "discount_over_20" in page.locator("aside").inner_text()
+    page.fill("#approve-form input[name=comment]", "approved for the pilot")
+    page.click("#approve-form button[type=submit]")
+    page.wait_for_url("**/quotes/Q-1004?flash=*")
+    assert "quote is approved" in page.locator(".flash").inner_text()
+    page.fill("#accept-form input[name=contract_id]", "C-1004")
+    page.click("#accept-form button[type=submit]")
+    page.wait_for_url("**/contracts/C-1004?flash=*")
+    assert "Contract C-1004" in page.locator("h2").first.inner_text()
+    with o2c.app.unit_of_work(write=False) as uow:
+        assert uow.scalar("SELECT COUNT(*) FROM audit_log WHERE command = 'quote.approve' AND outcome = 'ok'"
+                          " AND actor = 'tester'") >= 1
+
+
+def test_download_an_invoice_pdf(page: Any) -> None:
+    sign_in(page, "ctrl")
     page.goto("/invoices")
     with page.expect_download() as download:
-        page.click("a[href$='.pdf'] >> nth=0")
+        page.click("table#invoices a[href$='.pdf'] >> nth=0")
     assert download.value.suggested_filename.endswith(".pdf")
+    with open(download.value.path(), "rb") as fh:
+        assert fh.read(5) == b"%PDF-"
+    page.goto("/invoices/INV-US01-000001")
+    with page.expect_download() as download:
+        page.click("#pdf-link")
+    assert download.value.suggested_filename == "INV-US01-000001.pdf"
 
 
-def test_approve_a_quote_from_the_operations_page(page: Any, server: Any) -> None:
-    from closeloop.core import registry
-    from closeloop.core.errors import CloseloopError
-
-    if not {"quote.create", "quote.approve", "price.create"} <= set(registry.operations()):
-        pytest.skip("quotes are not implemented yet (contracts area)")
-    try:
-        server.app.do("customer.upsert", {"source": "crm", "external_id": "SF-1", "name": "Globex", "country": "US",
-                                          "region": "CA", "entity": "US01", "currency": "USD"}, actor="tester")
-        server.app.do("product.create", {"sku": "seat", "name": "Seat", "treatment": "ratable"}, actor="tester")
-        server.app.do("price.create", {"price_id": "seat-usd", "sku": "seat", "currency": "USD", "model": "per_unit",
-                                       "amount": "10.00", "period": "month", "timing": "advance"}, actor="tester")
-        server.app.do("quote.create", {"quote_id": "Q-1", "customer": "SF-1", "start": "2026-02-01",
-                                       "term_months": 12, "lines": [{"line_id": "L1", "price_id": "seat-usd",
-                                                                     "quantity": 5}]}, actor="tester")
-    except CloseloopError as err:
-        pytest.skip(f"could not set up a quote with the contracts area as it is: {err.code}: {err.message}")
+def test_a_bill_run_shows_its_progress_until_done(page: Any) -> None:
     sign_in(page, "tester")
-    page.goto("/operations?op=quote.approve")
-    page.fill("textarea[name=payload]", '{"quote_id": "Q-1"}')
-    page.click("#run-form button[type=submit]")
-    page.wait_for_selector("pre.result")
-    assert "Q-1" in page.locator("pre.result").inner_text()
-    with server.app.unit_of_work(write=False) as uow:
-        assert uow.scalar("SELECT COUNT(*) FROM audit_log WHERE command = 'quote.approve' AND outcome = 'ok'"
-                          " AND actor = 'tester'") == 1
+    page.goto("/billing/runs")
+    page.fill("#bill-run-form input[name=as_of]", "2026-03-10")
+    page.click("#bill-run-form button[type=submit]")
+    page.wait_for_url("**/jobs/*")
+    page.wait_for_selector("#job-status:text-is('done')")  # the page polls and reloads by itself
+    assert "Done in" in page.locator("section.card").inner_text()
