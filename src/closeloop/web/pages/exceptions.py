@@ -9,14 +9,12 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from closeloop.core.errors import NotFoundError, ValidationError
+from closeloop.core.errors import ValidationError
 from closeloop.core.exception_queue import ACTIONS, KINDS
 from closeloop.core.registry import ROLES
 from closeloop.web.kit import (
     NavEntry,
-    closeloop,
     form_action,
-    has_operation,
     page,
     paginate,
     render,
@@ -71,34 +69,13 @@ def queue(request: Request) -> Response:
                            "overdue": q.get("overdue", "")})
 
 
-def _history(request: Request, exception_id: int) -> list[dict[str, Any]]:
-    if has_operation("exception"):
-        return list(run_query(request, "exception", {"exception": exception_id}).get("history", []))
-    # Until the exception queue has a query with the history, read its action log directly (read only).
-    with closeloop(request).unit_of_work(write=False) as uow:
-        return list(uow.dicts("SELECT at, actor, action, reason, details FROM exception_action WHERE"
-                              " exception_id = ? ORDER BY id", (exception_id,)))
-
-
-def _find(request: Request, exception_id: int) -> dict[str, Any]:
-    if has_operation("exception"):  # one exception with its history and playbook (control area)
-        return dict(run_query(request, "exception", {"exception": exception_id}))
-    # Otherwise scan the queue with the user's scope: an exception of another entity is not found.
-    for item in run_query(request, "exceptions", {"limit": 10000})["items"]:
-        if item["id"] == exception_id:
-            return dict(item)
-    raise NotFoundError(f"exception {exception_id} does not exist (or is outside your entities)", field="exception",
-                        record=str(exception_id))
-
-
 @router.get("/exceptions/{exception_id}")
 @page
 def detail(request: Request, exception_id: int) -> Response:
-    item = _find(request, exception_id)
+    item = dict(run_query(request, "exception", {"exception": exception_id}))  # with history and playbook
     item["age"] = _age(item, today(request))
-    history = item["history"] if isinstance(item.get("history"), list) else _history(request, exception_id)
     return render(request, "exception.html", item=item, playbook=playbook(item["kind"], item.get("playbook")),
-                  actions=ACTIONS, history=history)
+                  actions=ACTIONS, history=item.get("history") or [])
 
 
 @router.post("/exceptions/{exception_id}/resolve")
