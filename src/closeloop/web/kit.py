@@ -101,7 +101,8 @@ def money(value: Any, currency: str | None = None, locale: str = DEFAULT_LOCALE)
         return str(value)
     if currency:
         return str(format_currency(number, currency, locale=locale))
-    return str(format_decimal(number, locale=locale))
+    places = max(0, -int(number.as_tuple().exponent)) if number.is_finite() else 0
+    return str(format_decimal(number, format="#,##0" + ("." + "0" * places if places else ""), locale=locale))
 
 
 def measure(value: Any, unit: str = "", locale: str = DEFAULT_LOCALE) -> str:
