@@ -36,6 +36,7 @@ WORKLOAD_MODULES: tuple[str, ...] = (
     "closeloop.bench.collections",
     "closeloop.bench.revenue",
     "closeloop.bench.posting",
+    "closeloop.bench.migration",
 )
 
 _WORKLOADS: dict[str, Callable[[BenchContext], list[dict[str, Any]]]] = {}

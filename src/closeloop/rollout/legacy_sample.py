@@ -172,16 +172,16 @@ def generate(directory: str | Path, *, customers: int = 200, seed: int = 7, clea
     problems = planted["problems"]
     quiet: set[str] = set()  # accounts with planted problems get no dependents (no cascades)
     # Bad tax ids: German VAT numbers with a wrong check digit.
-    germans = [r for r in cust_rows if r["country"] == "DE" and not r["parent_id"]]
+    children_of = {r["parent_id"] for r in cust_rows if r["parent_id"]}
+    germans = [r for r in cust_rows if r["country"] == "DE" and not r["parent_id"] and r["legacy_id"] not in children_of]
     for r in rng.sample(germans, min(k, len(germans))):
         r["tax_id"] = _de_vat(rng, valid=False)
         quiet.add(r["legacy_id"])
         problems["bad_tax_id"] += 1
         planted["rows"]["bad_tax_id"].append(r["legacy_id"])
     # A subsidiary whose parent does not exist; two accounts naming each other as parent.
-    pool = [r for r in cust_rows if r["legacy_id"] not in quiet and not r["parent_id"]]
-    children_of = {r["parent_id"] for r in cust_rows if r["parent_id"]}
-    pool = [r for r in pool if r["legacy_id"] not in children_of]
+    pool = [r for r in cust_rows if r["legacy_id"] not in quiet and not r["parent_id"]
+            and r["legacy_id"] not in children_of]
     extra: list[dict[str, str]] = []
     if k:
         orphan = pool.pop()

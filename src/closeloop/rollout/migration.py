@@ -297,8 +297,9 @@ def _manifest(text: str) -> dict[str, Any]:
 
 
 def digest_row(row: Mapping[str, Any]) -> str:
-    return hashlib.sha1(json.dumps(sorted((k, v) for k, v in row.items() if v not in (None, "")),
-                                   separators=(",", ":")).encode()).hexdigest()
+    """A row's fingerprint: its non-empty cells, in column-name order."""
+    return hashlib.sha1("\x1f".join(f"{k}\x1e{v}" for k, v in sorted(row.items()) if v not in (None, "")
+                                     ).encode()).hexdigest()
 
 
 # =========================================================================== the plan
@@ -385,6 +386,7 @@ class Plan:
     price_terms: dict[str, Any] = field(default_factory=dict)  # valid prices of the file: id -> PriceTerms
     catalog_prices: dict[str, tuple[Any, str] | None] = field(default_factory=dict)
     accounts_by_ext: dict[str, list[Any]] | None = None
+    price_skus: dict[str, str] | None = None
 
     def problem(self, p: Problem) -> None:
         self.problems.append(p)
@@ -840,11 +842,11 @@ def _price_terms(uow: Any, plan: Plan, price_id: str) -> Any:
 
 
 def _price_sku(plan: Plan, price_id: str) -> str | None:
-    table = plan.data.tables.get("prices")
-    if table is not None:
-        for _line, row in table.rows:
-            if row["price_id"] == price_id:
-                return row["sku"]
+    if plan.price_skus is None:
+        table = plan.data.tables.get("prices")
+        plan.price_skus = {row["price_id"]: row["sku"] for _line, row in reversed(table.rows)} if table else {}
+    if price_id in plan.price_skus:
+        return plan.price_skus[price_id]
     hit = plan.catalog_prices.get(price_id)
     return None if hit is None else hit[1]
 
@@ -1035,8 +1037,9 @@ def _plan_contracts(uow: Any, plan: Plan) -> None:
     for c in plan.contracts:
         plan.counts["contracts"]["created"] += 1
         plan.counts["contract_lines"]["created"] += len(c.lines)
+    planned = {c.contract_id for c in plan.contracts}
     for c in candidates:
-        if c not in plan.contracts and c.contract_id not in overlapping:
+        if c.contract_id not in planned and c.contract_id not in overlapping:
             plan.counts["contract_lines"]["unchanged"] += len(c.lines)
 
 
