@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: venv demo test test-sqlite test-postgres scenarios bench bench-quick soak lint clean
+.PHONY: venv demo test test-sqlite test-postgres scenarios bench bench-quick soak audit lint clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ bench-quick: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/python -m closeloop.bench.soak
 	$(BIN)/python -m closeloop.bench.crash
+
+## Known vulnerabilities in the installed dependencies (pip-audit); a network failure warns, never fails.
+audit: $(STAMP)
+	$(BIN)/python -m closeloop.devtools.depaudit
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests

@@ -12,15 +12,15 @@ import re
 KNOWN_CRASHES: list[tuple[str, re.Pattern[str], str]] = [
     ("Error", re.compile(r"field larger than field limit"),
      "csv.Error 'field larger than field limit' escapes from CSV readers (customers import, opportunity import,"
-     " bank CSV, usage import)"),
+     " bank CSV)"),
     ("Error", re.compile(r"new-line character seen in unquoted field"),
      "csv.Error on CR-only line ends or a UTF-32 file escapes from CSV readers (customers, opportunities,"
      " bank CSV)"),
     ("ValueError", re.compile(r"Exceeds the limit \(\d+ digits\) for integer string conversion"),
      "JSON with an integer of more than 4300 digits: ValueError escapes (customers tree JSON, Stripe and CRM"
-     " webhook bodies, usage JSON lines)"),
+     " webhook bodies)"),
     ("RecursionError", re.compile(r"maximum recursion depth"),
-     "deeply nested JSON: RecursionError escapes (customers tree JSON, Stripe and CRM webhook bodies, usage)"),
+     "deeply nested JSON: RecursionError escapes (customers tree JSON, Stripe and CRM webhook bodies, the REST API)"),
     ("UnicodeEncodeError", re.compile(r"surrogates not allowed"),
      "a lone surrogate escape (\\ud800) in JSON reaches the database driver (customers tree JSON)"),
     ("OverflowError", re.compile(r"too large to convert to SQLite INTEGER"),
@@ -35,14 +35,6 @@ KNOWN_CRASHES: list[tuple[str, re.Pattern[str], str]] = [
      "a signed Stripe event with a non-numeric created/amount: TypeError in map_event (collections)"),
     ("ValueError", re.compile(r"invalid literal for int\(\)"),
      "a signed Stripe event with a non-numeric created/amount: ValueError in map_event (collections)"),
-    ("TypeError", re.compile(r"unhashable type"),
-     "usage.record with a list or object as metric or customer: TypeError (billing)"),
-    ("BadParameter", re.compile(r"not JSON"),
-     "`closeloop usage import`: a bad JSON line is reported as an internal error, exit 4 (billing CLI)"),
-    ("UnicodeDecodeError", re.compile(r"codec can't decode"),
-     "`closeloop usage import`: a file that is not UTF-8 is an internal error, exit 4 (billing CLI)"),
-    ("JSONDecodeError", re.compile(r"Expecting|Unterminated|Extra data|Invalid"),
-     "`closeloop usage import`: a bad properties cell is an internal error, exit 4 (billing CLI)"),
 ]
 
 
