@@ -294,3 +294,13 @@ def test_foreign_currency_receivables_keep_the_legacy_functional_amounts(feb, de
 
         open_items = ar_open_items(uow, "DE01")
     assert open_items["LEG-1"] == (9167, 10000, "USD") and open_items["LEG-2"] == (18333, 20000, "USD")
+
+
+def test_a_closed_cutover_period_is_named_not_posted_into(feb, us01):
+    feb.do("period.close", {"entity": "US01", "period": "2026-01"})
+    with pytest.raises(CloseloopError) as err:
+        feb.do("migration.import", {"files": _files(**{"entities.csv": None})})
+    found = {(p["file"], p["code"]) for p in err.value.details["report"]["problems"]}
+    assert found == {("open_invoices.csv", "period_closed"), ("opening_balances.csv", "period_closed")}
+    assert feb.query("migration_preview", {"files": _files(**{"entities.csv": None}),
+                                           "cutover": "2026-02-01"})["problem_counts"] == {}

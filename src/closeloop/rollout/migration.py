@@ -387,6 +387,7 @@ class Plan:
     catalog_prices: dict[str, tuple[Any, str] | None] = field(default_factory=dict)
     accounts_by_ext: dict[str, list[Any]] | None = None
     price_skus: dict[str, str] | None = None
+    closed: dict[str, bool] = field(default_factory=dict)
 
     def problem(self, p: Problem) -> None:
         self.problems.append(p)
@@ -1100,6 +1101,10 @@ def _plan_invoices(uow: Any, plan: Plan) -> None:
         if entity not in plan.entities:
             bad("entity", "broken_reference", f"entity {entity} does not exist")
             continue
+        if _closed_at_cutover(uow, plan, entity):
+            bad("entity", "period_closed", f"the period of {entity} holding the cutover date {plan.cutover} is closed:"
+                " migrated receivables are posted on the cutover date")
+            continue
         code, reason = _customer_ok(uow, plan, row["customer_id"])
         if code:
             bad("customer_id", code, reason)
@@ -1136,8 +1141,22 @@ def _plan_invoices(uow: Any, plan: Plan) -> None:
 # --------------------------------------------------------------------------- opening balances
 
 
+def _closed_at_cutover(uow: Any, plan: Plan, entity: str) -> bool:
+    """Whether the entity's accounting period holding the cutover date is closed (nothing can be posted in it)."""
+    from closeloop.ledger.service import closed_periods, entity_calendar
+
+    if entity not in plan.closed:
+        try:
+            period = entity_calendar(uow, entity).period_of(plan.cutover)
+        except CloseloopError:  # an entity this migration opens: nothing is closed yet
+            plan.closed[entity] = False
+            return False
+        plan.closed[entity] = bool(closed_periods(uow, entity, period, period))
+    return plan.closed[entity]
+
+
 def _plan_opening(uow: Any, plan: Plan) -> None:
-    from closeloop.ledger.service import accounts, closed_periods, default_chart
+    from closeloop.ledger.service import accounts, default_chart
 
     table = plan.data.tables.get("opening_balances")
     if table is None:
@@ -1216,11 +1235,11 @@ def _plan_opening(uow: Any, plan: Plan) -> None:
                                  f" {functional} (difference {format_minor(debit - credit, functional)})", entity,
                                  entity=entity))
             ok = False
-        period = plan.cutover.isoformat()[:7]
-        if ok and known and closed_periods(uow, entity, period, period):
+        if ok and known and _closed_at_cutover(uow, plan, entity):
             plan.problem(Problem("opening_balances", spec.name, first, "entity", "period_closed",
-                                 f"period {period} of {entity} is closed: the opening balances (and the migrated"
-                                 " receivables) are posted on the cutover date", entity, entity=entity))
+                                 f"the period of {entity} holding the cutover date {plan.cutover} is closed: the"
+                                 " opening balances (and the migrated receivables) are posted on the cutover date",
+                                 entity, entity=entity))
             ok = False
         digest = hashlib.sha1("|".join(digest_row(r) for _, r in rows).encode()).hexdigest()
         seen = _seen(plan, "opening_balances", entity, digest, spec, first) if ok else False
@@ -1497,6 +1516,7 @@ def run_migration(uow: Any, *, directory: str | None, files: Mapping[str, str] |
                                   field="accounts_receivable", record="opening_balances.csv", report=rep,
                                   tie_outs=bad)
         outcome = apply_plan(uow, plan)
+        plan.counts["contracts"]["created"] = outcome["created"].get("contracts", 0)
         if outcome["late"]:
             plan.problems.extend(outcome["late"])
             if not accept_valid:
