@@ -24,6 +24,7 @@ MODULES: tuple[str, ...] = (
     "closeloop.posting.service",
     "closeloop.posting.intercompany",
     "closeloop.posting.recon_sides",
+    "closeloop.ledger.recon_sides",
     "closeloop.close.gates",
     "closeloop.close.service",
     "closeloop.kpis.service",

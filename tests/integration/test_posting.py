@@ -156,3 +156,32 @@ def test_batch_posting_links_each_entry_to_its_event(app, us01):
         linked = uow.all("SELECT event_id FROM journal_entry ORDER BY id")
         causes = uow.all("SELECT causation_id FROM event WHERE type = 'journal.posted' ORDER BY id")
     assert [r[0] for r in linked] == ids and [r[0] for r in causes] == ids
+
+
+def test_deferred_revenue_in_another_currency_is_relieved_at_its_carrying_rate(app, us01):
+    app.do("fx.rate", {"base": "GBP", "quote": "USD", "date": "2026-01-01", "rate": "1.25"})
+    app.do("fx.rate", {"base": "GBP", "quote": "USD", "date": "2026-02-01", "rate": "1.40"})
+    emit(app, "invoice.issued", invoice_payload(currency="GBP", date="2026-01-15", lines=(("300.00", "0.00"),)))
+    # deferred revenue: GBP 300.00 carried at USD 375.00
+    def recognise(run, day, amount):
+        emit(app, "revenue.recognized", {"run": run, "entity": "US01", "currency": "GBP", "date": day, "lines": [
+            {"contract_id": "C1", "line_id": "L1", "revenue_role": "revenue", "amount": amount, "deferred": amount,
+             "unbilled": "0.00", "period": day[:7]}]}, aggregate="contract")
+    recognise("RR-1", "2026-02-28", "100.00")  # a third of the bucket: USD 125.00, not 140.00 at the spot rate
+    assert app.query("balance", {"role": "revenue", "as_of": "2026-02-28"})["amount"] == "-125.00"
+    assert app.query("balance", {"role": "deferred_revenue", "as_of": "2026-02-28"})["amount"] == "-250.00"
+    recognise("RR-2", "2026-03-31", "200.00")  # the rest: exactly what is left, no exchange residue
+    tb = app.query("trial_balance", {"entity": "US01"})
+    assert tb["accounts"] == {"1100": "375.00", "4000": "-375.00"}
+
+
+def test_revaluation_keeps_the_foreign_bucket_and_payment_fx_lands_in_it(app, us01):
+    app.do("fx.rate", {"base": "EUR", "quote": "USD", "date": "2026-01-01", "rate": "1.10"})
+    app.do("fx.rate", {"base": "EUR", "quote": "USD", "date": "2026-01-31", "rate": "1.20"})
+    emit(app, "invoice.issued", invoice_payload(currency="EUR", date="2026-01-15", lines=(("100.00", "0.00"),)))
+    app.do("fx.revalue", {"entity": "US01", "period": "2026-01"})
+    with app.unit_of_work(write=False) as uow:
+        rows = uow.all("SELECT b.currency, SUM(b.txn_amount), SUM(b.amount) FROM ledger_balance b JOIN ledger_account a"
+                       " ON a.id = b.account_id WHERE a.role = 'accounts_receivable' AND b.period <= '2026-01'"
+                       " GROUP BY b.currency")
+    assert rows == [("EUR", 10000, 12000)]  # EUR 100.00 still open, carried at USD 120.00 at month end

@@ -38,6 +38,46 @@ def _open_milestones(app: Any) -> list[tuple[str, str, str]]:
         return out
 
 
+def record_month_usage(app: Any, month: date, run_day: date, rng: random.Random) -> tuple[int, int]:
+    """Usage of every metered subscription every third day of ``month`` (in daily batches through
+    ``usage.record``; the feed resends its first batch, counted once). Days already behind the clock
+    are recorded with their own date; returns (accepted, duplicates)."""
+    clock = app.clock
+    meters = _meters(app)
+    events = duplicates = 0
+    for day_offset in range(0, (run_day - month).days, 3):
+        day = month + timedelta(days=day_offset)
+        if day > clock.today():
+            clock.set(day)
+        batch = []
+        for cid, customer, metric, start, end in meters:
+            if not start <= day.isoformat() <= end:
+                continue
+            batch.append({"customer": customer, "metric": metric, "quantity": rng.randint(200, 4000),
+                          "at": day.isoformat(), "key": f"demo-{cid}-{metric}-{day.isoformat()}"})
+        if batch:
+            result = app.do("usage.record", {"events": batch}, actor="usage-feed")
+            events += result["accepted"]
+            if day_offset == 0:  # the feed resends its first batch of the month: counted once
+                duplicates += app.do("usage.record", {"events": batch}, actor="usage-feed")["duplicates"]
+    return events, duplicates
+
+
+def complete_milestones(app: Any, day: date) -> int:
+    """Complete the next open milestone of each project on ``day`` (the clock moves there if behind)."""
+    clock = app.clock
+    if day > clock.today():
+        clock.set(day)
+    done: set[str] = set()
+    for cid, line_id, mid in _open_milestones(app):
+        if cid in done:
+            continue
+        app.do("milestone.complete", {"contract_id": cid, "line_id": line_id, "milestone_id": mid,
+                                      "date": clock.today().isoformat()}, actor="pmo")
+        done.add(cid)
+    return len(done)
+
+
 def run_demo_billing(app: Any, through: str, console: Any = None) -> dict[str, Any]:
     """Record a year of usage for the demo contracts and run the monthly bill runs up to ``through``."""
     rng = random.Random(2026)

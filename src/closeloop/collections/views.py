@@ -318,6 +318,18 @@ def ar_balance_side(uow: Any, ctx: SideContext) -> list[dict[str, Any]]:
     return out
 
 
+@recon_side("collections.ar_balance_by_currency", area="collections",
+            description="The AR subledger per entity and invoice currency (open items, in that currency)")
+def ar_balance_by_currency_side(uow: Any, ctx: SideContext) -> list[dict[str, Any]]:
+    out = []
+    for ent in ([get_entity(uow, ctx.entity)] if ctx.entity else list_entities(uow)):
+        totals: dict[str, int] = {}
+        for _functional, txn, cur in ar_open_items(uow, ent.code, ctx.as_of).values():
+            totals[cur] = totals.get(cur, 0) + txn
+        out.extend({"entity": ent.code, "currency": cur, "amount": amount} for cur, amount in sorted(totals.items()))
+    return out
+
+
 @recon_side("collections.payments", area="collections", description="Bank payments recorded, by bank reference")
 def payments_side(uow: Any, ctx: SideContext) -> list[dict[str, Any]]:
     rows = uow.all("SELECT p.entity, p.number, p.currency, p.amount, p.date, l.fingerprint FROM collections_payment p"

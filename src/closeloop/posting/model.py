@@ -14,7 +14,12 @@ default ``entity``, ``date``, ``currency``) and ``when`` (a field that must be t
 A line has ``debit`` or ``credit``: a payload field (or, under ``for_each``, a field of each
 item), optionally negated with a leading ``-``; a role (literal, ``{field}`` template, or
 ``role_by: {field, map, default}``); optional ``memo`` and ``dimensions`` templates, and
-``in_functional: true`` when the amount is already in the entity's functional currency.
+``in_functional: true`` when the amount is already in the entity's functional currency (with
+``txn_currency: <field>`` it is booked against that currency's bucket with a zero transaction
+amount: a revaluation of a foreign-currency balance). ``rate: carrying`` converts a
+foreign-currency amount at the rate the account's balance in that currency is carried at (a
+non-monetary item, e.g. deferred revenue relieved at its historical rate); ``rate: balance`` marks
+the lines that take what the others converted to (allocated in proportion to their amounts).
 
 Validation (all problems returned together): event types exist in the catalogue and every
 money-moving type has a rule; fields exist in the payload schema; roles are known; and each
@@ -93,6 +98,8 @@ class LineRule:
     memo: str | None
     dimensions: tuple[tuple[str, str], ...]
     in_functional: bool
+    txn_currency: str | None = None  # field naming the transaction currency of an in_functional amount
+    rate: str = "spot"  # spot, carrying, balance
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +187,9 @@ def _parse_entry(entry: Any, schema: EventSchema, where: str, problems: list[str
         parsed = _parse_line(line, schema, f"{where}.lines[{j}]", problems)
         if parsed is not None:
             lines.append(parsed)
+    rates = {ln.rate for ln in lines}
+    if "carrying" in rates and "balance" not in rates:
+        problems.append(f"{where}: lines converted at the carrying rate need lines with rate: balance")
     return EntryRule(entity=str(entry.get("entity", "entity")), date=str(entry.get("date", "date")),
                      currency=str(entry.get("currency", "currency")), memo=memo,
                      when=None if when is None else str(when), lines=tuple(lines))
@@ -189,7 +199,8 @@ def _parse_line(line: Any, schema: EventSchema, where: str, problems: list[str])
     if not isinstance(line, Mapping):
         problems.append(f"{where}: a line template is a mapping")
         return None
-    unknown = set(line) - {"role", "role_by", "debit", "credit", "for_each", "memo", "dimensions", "in_functional"}
+    unknown = set(line) - {"role", "role_by", "debit", "credit", "for_each", "memo", "dimensions", "in_functional",
+                           "txn_currency", "rate"}
     if unknown:
         problems.append(f"{where}: unknown keys {sorted(unknown)}")
     if ("debit" in line) == ("credit" in line):
@@ -241,10 +252,20 @@ def _parse_line(line: Any, schema: EventSchema, where: str, problems: list[str])
     for name, source in dims.items():
         if not (schema.has_field(str(source), collection) or schema.has_field(str(source))):
             problems.append(f"{where}.dimensions.{name}: no field {source!r}")
+    rate = str(line.get("rate", "spot"))
+    if rate not in ("spot", "carrying", "balance"):
+        problems.append(f"{where}.rate: must be spot, carrying or balance")
+    txn_currency = line.get("txn_currency")
+    if txn_currency is not None:
+        if not line.get("in_functional"):
+            problems.append(f"{where}.txn_currency: only for in_functional amounts")
+        if not (schema.has_field(str(txn_currency), collection) or schema.has_field(str(txn_currency))):
+            problems.append(f"{where}.txn_currency: no field {txn_currency!r}")
     return LineRule(side=side, amount=field, negate=negate, role=None if role is None else str(role),
                     role_by=parsed_role_by, for_each=collection, memo=line.get("memo"),
                     dimensions=tuple((str(k), str(v)) for k, v in dims.items()),
-                    in_functional=bool(line.get("in_functional", False)))
+                    in_functional=bool(line.get("in_functional", False)),
+                    txn_currency=None if txn_currency is None else str(txn_currency), rate=rate)
 
 
 # ----------------------------------------------------------------------------- balance proof
@@ -325,6 +346,8 @@ class PlannedLine:
     in_functional: bool
     memo: str | None
     dimensions: tuple[tuple[str, str], ...]
+    txn_currency: str | None = None
+    rate: str = "spot"
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,7 +414,10 @@ def plan(rule: EntryRule, payload: Mapping[str, Any], functional_currency_of: An
             dims = tuple((name, str(item.get(src, payload.get(src)) or "")) for name, src in line.dimensions
                          if item.get(src, payload.get(src)) not in (None, ""))
             memo = _fmt(line.memo, item, payload) if line.memo else None
-            lines.append(PlannedLine(role, amount, line.in_functional, memo, dims))
+            txn_ccy = None
+            if line.txn_currency is not None:
+                txn_ccy = str(item.get(line.txn_currency, payload.get(line.txn_currency)) or "") or None
+            lines.append(PlannedLine(role, amount, line.in_functional, memo, dims, txn_ccy, line.rate))
     return PlannedEntry(entity=entity, date=str(payload[rule.date]), currency=currency,
                         memo=_fmt(rule.memo, payload), lines=tuple(lines))
 

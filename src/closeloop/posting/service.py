@@ -22,6 +22,7 @@ from closeloop.core.errors import CloseloopError, ConflictError, ForbiddenError,
 from closeloop.core.events import EVENT_COLUMNS, Event, event_from_row, handles, handles_batch
 from closeloop.core.exception_queue import close_exception, on_resolve, open_exception
 from closeloop.core.fx import convert
+from closeloop.core.money import allocate
 from closeloop.core.periods import parse_date
 from closeloop.core.registry import command, payload, query
 from closeloop.ledger.model import EntryDraft, LineDraft, convert_balanced
@@ -102,27 +103,74 @@ def _to_draft(uow: Any, planned: Any, ev: Event) -> EntryDraft:
     converted = [line.amount for line in planned.lines]
     foreign = [i for i, line in enumerate(planned.lines)
                if not line.in_functional and planned.currency != functional]
-    if foreign:
+    if foreign and any(planned.lines[i].rate != "spot" for i in foreign):
+        converted = _convert_with_carrying(uow, ent.code, planned, foreign, converted, accts, day, functional)
+    elif foreign:
         # the document-currency lines balance among themselves: convert them as a balanced set
         values = convert_balanced([planned.lines[i].amount for i in foreign],
                                   lambda minor: convert(uow, minor, planned.currency, functional, day))
         for i, value in zip(foreign, values, strict=True):
             converted[i] = value
-    lines = tuple(
-        LineDraft(
-            account=accts[line.role].code,
-            amount=amount,
-            currency=None if (line.in_functional or planned.currency == functional) else planned.currency,
-            txn_amount=None if (line.in_functional or planned.currency == functional) else line.amount,
-            memo=line.memo,
-            dimensions=line.dimensions,
-        )
-        for line, amount in zip(planned.lines, converted, strict=True)
-    )
+    drafts = []
+    for line, amount in zip(planned.lines, converted, strict=True):
+        if line.in_functional or planned.currency == functional:
+            cur, txn = (line.txn_currency, 0) if line.txn_currency and line.txn_currency != functional else (None, None)
+        else:
+            cur, txn = planned.currency, line.amount
+        drafts.append(LineDraft(account=accts[line.role].code, amount=amount, currency=cur, txn_amount=txn,
+                                memo=line.memo, dimensions=line.dimensions))
+    lines = tuple(drafts)
     reference = next((str(ev.payload[k]) for k in ("invoice", "credit_memo", "payment", "payout", "run")
                       if ev.payload.get(k)), None)
     return EntryDraft(entity=ent.code, date=day, memo=planned.memo, lines=lines, manual=False,
                       reference=f"{ev.type}:{reference}" if reference else f"{ev.type}:{ev.id}")
+
+
+def _convert_with_carrying(uow: Any, entity: str, planned: Any, foreign: list[int], converted: list[int],
+                           accts: dict[str, Any], day: str, functional: str) -> list[int]:
+    """Lines with ``rate: carrying`` relieve the account's balance in the document currency at the rate
+    it is carried at (its functional amount over its transaction amount: exact when it is relieved in
+    full), other lines convert at the day's rate, and ``rate: balance`` lines take the difference,
+    allocated in proportion to their amounts, so the entry balances in the functional currency."""
+    out = list(converted)
+    balancing = [i for i in foreign if planned.lines[i].rate == "balance"]
+    carrying: dict[str, list[int]] = {}
+    for i in foreign:
+        line = planned.lines[i]
+        if line.rate == "carrying":
+            carrying.setdefault(line.role, []).append(i)
+        elif line.rate == "spot":
+            out[i] = convert(uow, line.amount, planned.currency, functional, day)
+    for role, index in carrying.items():
+        # all lines of the entry that relieve one account's bucket together: its share of the carried
+        # amount, allocated back to the lines (exact when the bucket is relieved in full)
+        row = uow.one("SELECT COALESCE(SUM(amount), 0), COALESCE(SUM(txn_amount), 0) FROM ledger_balance"
+                      " WHERE entity = ? AND account_id = ? AND currency = ?",
+                      (entity, accts[role].id, planned.currency))
+        carried, txn = int(row[0]), int(row[1])
+        relief = sum(planned.lines[i].amount for i in index)
+        if txn and carried and (txn > 0) == (carried > 0) and relief and (relief > 0) != (txn > 0) \
+                and abs(relief) <= abs(txn):
+            total = -round_fraction_half_up(carried * -relief, txn)
+            weights = [abs(planned.lines[i].amount) for i in index]
+            for i, part in zip(index, allocate(total, weights), strict=True):
+                out[i] = part
+        else:
+            for i in index:
+                out[i] = convert(uow, planned.lines[i].amount, planned.currency, functional, day)
+    rest = -sum(out[i] for i in range(len(out)) if i not in balancing)
+    weights = [abs(planned.lines[i].amount) for i in balancing]
+    if balancing and sum(weights):
+        for i, part in zip(balancing, allocate(rest, weights), strict=True):
+            out[i] = part
+    return out
+
+
+def round_fraction_half_up(numerator: int, denominator: int) -> int:
+    """numerator / denominator rounded half away from zero, in integers."""
+    sign = -1 if (numerator < 0) != (denominator < 0) else 1
+    q, r = divmod(abs(numerator), abs(denominator))
+    return sign * (q + (1 if 2 * r >= abs(denominator) else 0))
 
 
 def post_event(uow: Any, ev: Event) -> None:
@@ -158,11 +206,26 @@ def post_events(uow: Any, events: list[Event]) -> None:
         ids: list[int | None] = []
         for ev in events[start:end]:
             parse_date(event_date(ev), field="date", record=str(ev.id))
+            if _reads_balances(uow, ev):
+                # its conversion reads the ledger: post what came before, then this event alone
+                post_entries(uow, drafts, event_ids=ids)
+                drafts, ids = [], []
+                post_entries(uow, drafts_for(uow, ev), event_id=ev.id)
+                continue
             for draft in drafts_for(uow, ev):
                 drafts.append(draft)
                 ids.append(ev.id)
         post_entries(uow, drafts, event_ids=ids)
         start = end
+
+
+def _reads_balances(uow: Any, ev: Event) -> bool:
+    """Does posting this event read ledger balances (a carrying-rate conversion of a foreign document)?"""
+    rules = rules_on(uow, event_date(ev)).rules.get(ev.type, ())
+    if not any(line.rate == "carrying" for template in rules for line in template.lines):
+        return False
+    entity = ev.payload.get("entity")
+    return bool(entity) and ev.payload.get("currency") != get_entity(uow, str(entity)).currency
 
 
 for _type, _schema in catalogue().items():
