@@ -304,3 +304,17 @@ def test_a_closed_cutover_period_is_named_not_posted_into(feb, us01):
     assert found == {("open_invoices.csv", "period_closed"), ("opening_balances.csv", "period_closed")}
     assert feb.query("migration_preview", {"files": _files(**{"entities.csv": None}),
                                            "cutover": "2026-02-01"})["problem_counts"] == {}
+
+
+def test_out_of_range_values_are_problems_not_crashes(feb):
+    files = _files(**{
+        "open_invoices.csv": ("number,customer_id,entity,currency,date,due_date,total,tax,balance\n"
+                              "LEG-1,C1,US01,USD,2026-01-01,2026-01-31,100.00,0.00,100.00\n"
+                              "LEG-2,C2,US01,USD,2026-01-15,2026-02-14,99999999999999999999.00,0.00,150.00\n"),
+        "contracts.csv": ("contract_id,customer_id,start,term_months,billing_day,billed_through\n"
+                          "K1,C1,2025-06-01,999999,1,2026-01-31\n"),
+        "prices.csv": "price_id,sku,currency,model,amount,period,timing\n" + "P" * 80 + ",PLAT,USD,flat,1,month,advance\n"})
+    report = feb.query("migration_preview", {"files": files})
+    found = sorted((p["file"], p["field"], p["code"]) for p in report["problems"])
+    assert found == [("contracts.csv", "term_months", "invalid_value"), ("open_invoices.csv", "total", "invalid_value"),
+                     ("prices.csv", "price_id", "invalid_value")]

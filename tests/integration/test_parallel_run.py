@@ -128,6 +128,11 @@ def test_register_problems_refuse_the_import(billed):
     assert err.value.message.startswith("register.csv: 2 row(s) cannot be read, nothing was imported (first: line 2,")
     assert [(p["row"], p["field"]) for p in err.value.details["problems"]] == [(2, "amount"), (3, "date")]
     with pytest.raises(CloseloopError) as err:
+        app.do("parallel.import", {"entity": "US01", "period": "2026-02", "content": register(
+            "L-1,A,2026-02-01,PLAT,Platform,,,1,100,99999999999999999999.00,0.00,USD",
+            "L-2," + "B" * 200 + ",2026-02-01,PLAT,Platform,,,1,100,100.00,0.00,USD")})
+    assert [(p["row"], p["field"]) for p in err.value.details["problems"]] == [(2, "amount"), (3, "customer")]
+    with pytest.raises(CloseloopError) as err:
         app.do("parallel.run", {"entity": "US01", "period": "2026-03"})
     assert err.value.code == "not_found"
     assert app.query("parallel_run", {})["runs"] == []

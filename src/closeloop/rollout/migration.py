@@ -404,6 +404,24 @@ def _dec(value: str, *, positive: bool = False) -> Decimal:
     return d
 
 
+MAX_MINOR = 10**15  # amounts beyond 10 trillion (in major units) are data errors, and beyond a BIGINT soon after
+
+
+def _amount(value: str, currency: str, fieldname: str) -> int:
+    minor = to_minor(value, currency, field=fieldname)
+    if abs(minor) >= MAX_MINOR:
+        raise ValidationError(f"{fieldname} {value} is out of range", field=fieldname)
+    return minor
+
+
+def _key_problem(key: str, limit: int) -> str | None:
+    if not key:
+        return "the id is empty"
+    if len(key) > limit or any(c.isspace() for c in key):
+        return f"{key[:40]!r} must be 1-{limit} characters without spaces"
+    return None
+
+
 def _bool(value: str | None) -> bool:
     return (value or "").strip().lower() in ("true", "1", "yes", "y", "x")
 
@@ -419,7 +437,7 @@ def load_records(uow: Any) -> dict[tuple[str, str], str]:
 def build_plan(uow: Any, data: DataSet, *, cutover: str | None, accept_valid: bool) -> Plan:
     """Validate the data set and decide what the migration would do. Reads only."""
     day = parse_date(cutover or data.manifest.get("cutover") or uow.today().isoformat(), field="cutover")
-    plan = Plan(data, day, str(data.manifest.get("system") or "legacy"),
+    plan = Plan(data, day, str(data.manifest.get("system") or "legacy")[:100],
                 str(data.manifest.get("clearing_account") or DEFAULT_CLEARING["code"]), accept_valid)
     plan.problems.extend(data.problems)
     plan.records = load_records(uow)
@@ -668,6 +686,11 @@ def _plan_contacts(uow: Any, plan: Plan) -> None:
         key, cust = row["legacy_id"], row["customer_id"]
         if line in dups:
             continue
+        bad_key = _key_problem(key, 128)
+        if bad_key:
+            plan.problem(Problem("contacts", spec.name, line, "legacy_id", "invalid_value", f"legacy_id {bad_key}",
+                                 key[:128]))
+            continue
         code, reason = _customer_ok(uow, plan, cust)
         if code:
             plan.problem(Problem("contacts", spec.name, line, "customer_id", code, reason, key))
@@ -754,6 +777,11 @@ def _plan_catalog(uow: Any, plan: Plan) -> None:
         plan.counts["prices"]["read"] += 1
         pid = row["price_id"]
         if line in dups:
+            continue
+        bad_key = _key_problem(pid, 64)
+        if bad_key:
+            plan.problem(Problem("prices", spec.name, line, "price_id", "invalid_value", f"price_id {bad_key}",
+                                 pid[:64]))
             continue
         sku = row["sku"]
         if sku not in skus:
@@ -896,12 +924,17 @@ def _plan_contracts(uow: Any, plan: Plan) -> None:
         except ValueError:
             bad("start", "invalid_value", f"start {row['start']!r} is not a date (YYYY-MM-DD)")
             continue
+        bad_key = _key_problem(cid, 64)
+        if bad_key:
+            bad("contract_id", "invalid_value", f"contract_id {bad_key}")
+            continue
         try:
             term = int(row["term_months"])
-            if term < 1:
+            if not 1 <= term <= 600:
                 raise ValueError
         except ValueError:
-            bad("term_months", "invalid_value", f"term_months {row['term_months']!r} must be a whole number >= 1")
+            bad("term_months", "invalid_value", f"term_months {row['term_months']!r} must be a whole number of months,"
+                " 1-600")
             continue
         try:
             billed = _date(row["billed_through"]) if row["billed_through"] else start - ONE_DAY
@@ -968,9 +1001,12 @@ def _plan_contracts(uow: Any, plan: Plan) -> None:
                 qty = _dec(lrow["quantity"], positive=True)
                 disc = _dec(lrow["discount_pct"]) if lrow.get("discount_pct") else None
                 unit = _dec(lrow["unit_amount"]) if lrow.get("unit_amount") else None
+                if qty > 10**9 or (disc is not None and not 0 <= disc <= 100) or (
+                        unit is not None and not 0 <= unit < 10**12) or len(lid) > 64 or not lid:
+                    raise InvalidOperation(lid)
             except InvalidOperation:
-                bad("quantity", "invalid_value", f"line {lid}: quantity must be a positive number, discount_pct and"
-                    " unit_amount numbers", lname, lline)
+                bad("quantity", "invalid_value", f"line {lid[:64]}: quantity must be a positive number (at most"
+                    " 1,000,000,000), discount_pct 0-100, unit_amount a number, line_id 1-64 characters", lname, lline)
                 failed = True
                 break
             item: dict[str, Any] = {"line_id": lid, "price_id": pid, "quantity": str(qty)}
@@ -1071,9 +1107,9 @@ def _plan_invoices(uow: Any, plan: Plan) -> None:
         entity, currency = row["entity"], row["currency"]
         try:
             check_currency(currency)
-            total = to_minor(row["total"], currency, field="total")
-            balance = to_minor(row["balance"], currency, field="balance")
-            tax = to_minor(row.get("tax") or "0", currency, field="tax")
+            total = _amount(row["total"], currency, "total")
+            balance = _amount(row["balance"], currency, "balance")
+            tax = _amount(row.get("tax") or "0", currency, "tax")
             day, due = _date(row["date"]), _date(row["due_date"])
         except CloseloopError as exc:
             plan.problem(Problem("open_invoices", spec.name, line, str(exc.details.get("field") or "(row)"),
@@ -1202,14 +1238,14 @@ def _plan_opening(uow: Any, plan: Plan) -> None:
                 c = _dec(row["credit"]) if row.get("credit") else None
                 if (d is None) == (c is None) or (d is not None and d < 0) or (c is not None and c < 0):
                     raise InvalidOperation("give exactly one of debit or credit, not negative")
-                value = to_minor(d if d is not None else c, functional, field="debit")  # type: ignore[arg-type]
+                value = _amount(str(d if d is not None else c), functional, "debit")
                 cur = row.get("currency") or functional
                 check_currency(cur)
                 txn = None
                 if cur != functional:
                     if not row.get("txn_amount"):
                         raise InvalidOperation(f"a {cur} balance needs txn_amount (the amount in {cur})")
-                    txn = to_minor(_dec(row["txn_amount"]), cur, field="txn_amount")
+                    txn = _amount(str(_dec(row["txn_amount"])), cur, "txn_amount")
             except (InvalidOperation, CloseloopError) as exc:
                 plan.problem(Problem("opening_balances", spec.name, line, "debit", "invalid_value",
                                      getattr(exc, "message", None) or str(exc.args[0] if exc.args else exc), entity,

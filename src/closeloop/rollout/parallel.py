@@ -56,6 +56,7 @@ CAUSES = ("price", "proration", "tax", "missing", "extra")
 REQUIRED = ("invoice", "customer", "date", "amount")
 OPTIONAL = ("entity", "sku", "description", "period_start", "period_end", "quantity", "unit_price", "tax", "currency")
 RULE = "parallel_run"
+LENGTHS = {"invoice": 64, "customer": 128, "sku": 64, "quantity": 40, "unit_price": 40}
 
 # A parallel run happens before its wave goes live: like the other commands that manage the rollout itself,
 # its commands are never refused by the live-scope guard (closeloop.rollout.waves).
@@ -303,6 +304,9 @@ def parallel_import(uow: Any, cmd: ParallelImport) -> dict[str, Any]:
             check_currency(cur)
             net = to_minor(r["amount"], cur, field="amount")
             tax = to_minor(r.get("tax") or "0", cur, field="tax")
+            for value, fieldname in ((net, "amount"), (tax, "tax")):
+                if abs(value) >= 10**15:
+                    raise ValidationError(f"{fieldname} is out of range", field=fieldname)
             for f in ("period_start", "period_end"):
                 if r.get(f):
                     date.fromisoformat(r[f])
@@ -319,6 +323,11 @@ def parallel_import(uow: Any, cmd: ParallelImport) -> dict[str, Any]:
             problems.append({"row": r["row"], "field": "invoice" if not r["invoice"] else "customer",
                              "reason": "required value is empty"})
             continue
+        too_long = next((f for f, n in LENGTHS.items() if len(r.get(f) or "") > n), None)
+        if too_long:
+            problems.append({"row": r["row"], "field": too_long,
+                             "reason": f"longer than {LENGTHS[too_long]} characters"})
+            continue
         lines.append((r["row"], r["invoice"], r["customer"], r["date"], r.get("sku") or None,
                       r.get("description") or None, r.get("period_start") or None, r.get("period_end") or None,
                       r.get("quantity") or None, r.get("unit_price") or None, net, tax, cur))
@@ -331,7 +340,7 @@ def parallel_import(uow: Any, cmd: ParallelImport) -> dict[str, Any]:
     register_id = int(uow.scalar(
         "INSERT INTO parallel_register (entity, period, system, file, sha256, lines, imported_at, actor)"
         " VALUES (?,?,?,?,?,?,?,?) RETURNING id",
-        (ent.code, period, cmd.system, name[:200], hashlib.sha256(raw).hexdigest(), len(lines), uow.now(), uow.actor)))
+        (ent.code, period, (cmd.system or "")[:100] or None, name[:200], hashlib.sha256(raw).hexdigest(), len(lines), uow.now(), uow.actor)))
     uow.executemany("INSERT INTO parallel_register_line (register_id, row, invoice, customer, date, sku, description,"
                     " period_start, period_end, quantity, unit_price, net, tax, currency)"
                     " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", [(register_id, *ln) for ln in lines])
