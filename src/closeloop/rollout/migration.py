@@ -1437,7 +1437,8 @@ def apply_plan(uow: Any, plan: Plan) -> dict[str, Any]:
                 _run(uow, "quote.accept", {"quote_id": quote_id, "contract_id": c.contract_id})
                 uow.emit("contract.migrated", "contract", c.contract_id, {
                     "contract_id": c.contract_id, "customer": survivor, "entity": c.entity,
-                    "billed_through": c.billed_through.isoformat(),
+                    "billed_through": c.billed_through.isoformat(), "cutover": plan.cutover.isoformat(),
+                    "start": c.start.isoformat(),
                     "next_bill_date": c.next_bill_date.isoformat() if c.next_bill_date else None,
                     "system": plan.system}, entity=c.entity)
         except CloseloopError as exc:
@@ -1563,6 +1564,10 @@ def run_migration(uow: Any, *, directory: str | None, files: Mapping[str, str] |
                                       report=rep)
         rep = report(plan, dry_run=False, status="accepted")
         rep["created"] = outcome["created"]
+        if outcome["created"].get("contracts"):
+            rep["notes"] = ["revenue recognition plans migrated contracts from their original start and does not"
+                            " know what the legacy system recognised: do not run revrec.run for migrated contracts"
+                            " until it handles contract.migrated (docs/migration.md, limits)"]
         quality = registry.get("customer_quality", "query")
         rep["data_quality_score"] = quality.fn(uow, quality.parse({})).get("score")
         # Rejected rows wait in the exception queue; rows now imported close theirs.
