@@ -261,6 +261,8 @@ class UnitOfWork:
         element overrides the unit of work's causation id for that event (batch handlers)."""
         if not items:
             return
+        if faults.HOOK is not None:
+            faults.hit("uow.emit")
         pending = has_handlers(type)
         if pending:
             self.dispatch_needed = True
