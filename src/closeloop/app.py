@@ -85,19 +85,27 @@ class App:
         self.authorizer = authorizer  # consulted by do/query: closeloop.auth.authorizer
         self._local = threading.local()
         self._connections: list[Any] = []
+        # The thread that opened the App keeps one connection for its life (the embedded hot path);
+        # any other thread (a server's workers come and go) takes one per unit of work and gives it
+        # back, so connections never outlive their threads.
+        self._home_thread = threading.current_thread()
         if migrate:
             ensure_schema(self.engine, self.url)
         self.dispatcher = Dispatcher(self._dispatch_uow)
 
     # ------------------------------------------------------------------ connections and units of work
 
-    def _connection(self) -> Any:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self.engine.raw_connection()
-            self._local.conn = conn
-            self._connections.append(conn)
-        return conn.driver_connection
+    def _checkout(self) -> tuple[Any, Any]:
+        """(driver connection, pooled connection to give back after the unit of work, or None)."""
+        if threading.current_thread() is self._home_thread:
+            conn = getattr(self._local, "conn", None)
+            if conn is None:
+                conn = self.engine.raw_connection()
+                self._local.conn = conn
+                self._connections.append(conn)
+            return conn.driver_connection, None
+        pooled = self.engine.raw_connection()
+        return pooled.driver_connection, pooled
 
     @contextmanager
     def unit_of_work(
@@ -112,13 +120,14 @@ class App:
     ) -> Iterator[UnitOfWork]:
         if getattr(self._local, "active", False):
             raise RuntimeError("a unit of work is already open on this thread; units of work do not nest")
-        uow = UnitOfWork(
-            self._connection(), self.dialect, clock=self.clock, actor=actor or self.actor,
-            source=source or self.source, command_id=command_id, causation_id=causation_id,
-            correlation_id=correlation_id, write=write, services=self.services,
-        )
+        connection, pooled = self._checkout()
         self._local.active = True
         try:
+            uow = UnitOfWork(
+                connection, self.dialect, clock=self.clock, actor=actor or self.actor,
+                source=source or self.source, command_id=command_id, causation_id=causation_id,
+                correlation_id=correlation_id, write=write, services=self.services,
+            )
             uow.begin()
             try:
                 yield uow
@@ -128,6 +137,8 @@ class App:
             uow.commit()
         finally:
             self._local.active = False
+            if pooled is not None:
+                pooled.close()
 
     def _dispatch_uow(self, *, actor: str, source: str, causation_id: int | None,
                       correlation_id: str | None) -> Any:
