@@ -110,10 +110,24 @@ def _intercompany_project(app: App, start: date) -> str:
     return "C-IC-1"
 
 
+def _start_close(app: App, period: str) -> None:
+    for ent in ENTITIES:
+        app.do("close.start", {"entity": ent["code"], "period": period}, actor="controller")
+
+
+def _accruals(app: App, month_end: date) -> None:
+    """The controller's month-end accruals: the manual journals every close has (hosting, bonuses)."""
+    for ent in ENTITIES:
+        amount = {"US01": "4200.00", "DE01": "3100.00", "UK01": "2600.00"}[ent["code"]]
+        app.do("journal.post", {"entity": ent["code"], "date": month_end.isoformat(), "manual": True,
+                                "memo": f"Hosting accrual {month_end.isoformat()[:7]}",
+                                "lines": [{"account": "6400", "debit": amount, "dimensions": {"department": "ops"}},
+                                          {"account": "2500", "credit": amount}]}, actor="controller")
+
+
 def _close(app: App, period: str, console: Console, log: list[dict[str, Any]]) -> None:
     for ent in ENTITIES:
         code = ent["code"]
-        app.do("close.start", {"entity": code, "period": period}, actor="controller")
         result = app.do("close.run", {"entity": code, "period": period}, actor="controller")
         overrides = []
         if not result["locked"]:
@@ -156,22 +170,26 @@ def run_year(app: App, clock: ScenarioClock, console: Console) -> dict[str, Any]
     rng = random.Random(2026)
     closes: list[dict[str, Any]] = []
     usage = duplicates = milestones = invoices = held = 0
+    first = app.do("billing.run", {"as_of": date(YEAR, 1, 1).isoformat()}, actor="billing-ops")  # in advance
+    invoices, held = first["invoices"], first["held"]
     previous_end: date | None = None
     month = date(YEAR, 1, 1)
     for index in range(13):
         run_day = add_months(month, 1)
         month_end = run_day - timedelta(days=1)
         if index < 12:
+            # collections of the month; the previous month closes a few days in
+            fifth = month + timedelta(days=4)
+            before = (previous_end or month - timedelta(days=1)).isoformat()
+            run_demo_collections(app, fifth.isoformat(), None, since=before)
             if previous_end is not None:
-                # collections of the month; the previous month closes a few days in
-                fifth = month + timedelta(days=4)
-                run_demo_collections(app, fifth.isoformat(), None, since=previous_end.isoformat())
                 _close(app, period_of(previous_end), console, closes)
-                run_demo_collections(app, month_end.isoformat(), None, since=fifth.isoformat())
+            run_demo_collections(app, month_end.isoformat(), None, since=fifth.isoformat())
             n_usage, n_dup = record_month_usage(app, month, run_day, rng)
             usage, duplicates = usage + n_usage, duplicates + n_dup
             if index % 3 == 2:
                 milestones += complete_milestones(app, month_end - timedelta(days=2))
+            _accruals(app, month_end)
             if run_day > clock.today():
                 clock.set(run_day)
             run = app.do("billing.run", {"as_of": run_day.isoformat()}, actor="billing-ops")
@@ -180,6 +198,7 @@ def run_year(app: App, clock: ScenarioClock, console: Console) -> dict[str, Any]
             for ent in ENTITIES:
                 app.do("fx.revalue", {"entity": ent["code"], "period": period_of(month)}, actor="controller")
             app.do("recon.run", {"as_of": month_end.isoformat()}, actor="controller")
+            _start_close(app, period_of(month))
             console.print(f"  {period_of(month)}: {run['invoices']} invoices"
                           f"{', ' + str(run['held']) + ' held for tax' if run['held'] else ''},"
                           f" usage {n_usage} events")
@@ -240,21 +259,28 @@ def _report(app: App, facts: dict[str, Any], console: Console, seconds: float, p
     for row in kpis["rows"]:
         table.add_row(row["period"], *[str(row.get(k) if row.get(k) is not None else "-") for k in short])
     console.print(table)
-    try:
-        from closeloop.cli.revenue import print_rollforward
-
-        print_rollforward(rollforward, console)
-    except (ImportError, KeyError, TypeError):
-        console.print(json.dumps(rollforward, indent=1)[:2000])
+    table = Table("entity", "currency", "opening", "billed", "recognised", "closing", "GL", "ties",
+                  title=f"Deferred revenue roll-forward {YEAR} (per month in `closeloop revenue rollforward`)")
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in rollforward["rows"]:
+        groups.setdefault((row["entity"], row["currency"]), []).append(row)
+    for (entity, currency), rows in sorted(groups.items()):
+        billed = sum(Decimal(r["billed"]) for r in rows)
+        recognised = sum(Decimal(r["recognized"]) for r in rows)
+        table.add_row(entity, currency, rows[0]["opening"], str(billed), str(recognised), rows[-1]["closing"],
+                      rows[-1]["gl_closing"], "yes" if all(r["ties"] for r in rows) else "NO")
+    console.print(table)
     console.print(f"\nOpen the web app on this year: [bold]closeloop --db {path} serve[/] then"
                   " http://127.0.0.1:8000 (user [bold]demo[/], password [bold]demo-password[/])")
     console.print(f"Or explore from the shell: closeloop --db {path} ledger trial-balance | closeloop --db {path}"
-                  " exceptions list | closeloop --db {path} kpis")
+                  f" exceptions list | closeloop --db {path} kpis")
     return summary
 
 
 def run_demo(path: str, console: Console | None = None, as_json: bool = False) -> dict[str, Any]:
     console = console or Console()
+    if not console.is_terminal and not console.quiet:
+        console = Console(width=150, highlight=False)
     quiet = Console(quiet=True) if as_json else console
     if "://" not in path:
         for suffix in ("", "-wal", "-shm"):

@@ -92,6 +92,7 @@ def run_demo_collections(app: Any, through: str, console: Any, since: str | None
                                      " collections_invoice WHERE date <= ? AND total > 0 ORDER BY date, number",
                                      (end.isoformat(),))]
     demo = _Demo(app, console)
+    demo.n = _CARRIED.get(id(app), {}).get("n", demo.n)  # webhook event ids continue across windows
     rng = random.Random(2026)
     actions: list[tuple[date, int, str, dict[str, Any]]] = []
     seq = 0
@@ -262,7 +263,7 @@ def run_demo_collections(app: Any, through: str, console: Any, since: str | None
                 demo.stats["dunning_reminders"] += report["reminders"]
                 demo.stats["dunning_retries"] += report["retries"]
                 demo.stats["suspensions"] += report["suspensions"]
-    carried["refunded"], carried["disputed_card"] = refunded, disputed_card
+    carried["refunded"], carried["disputed_card"], carried["n"] = refunded, disputed_card, demo.n
     aging = {}
     for entity in sorted({i["entity"] for i in invoices}):
         try:
