@@ -457,7 +457,7 @@ def bench(
 # Each area may add its own commands: a module under closeloop.cli with register(app: typer.Typer).
 CLI_MODULES: tuple[str, ...] = ("closeloop.cli.web", "closeloop.cli.customers", "closeloop.cli.integration", "closeloop.cli.contracts",
                                 "closeloop.cli.einvoice", "closeloop.cli.billing", "closeloop.cli.revenue",
-                                "closeloop.cli.collections", "closeloop.cli.rollout")
+                                "closeloop.cli.collections", "closeloop.cli.rollout", "closeloop.cli.close")
 
 
 def _register_area_clis() -> None:
