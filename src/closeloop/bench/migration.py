@@ -46,7 +46,10 @@ def baseline(folder: Path, db: Path) -> tuple[float, int]:
     lines = _rows(folder / "contract_lines.csv")
     invoices = _rows(folder / "open_invoices.csv")
     ob = _rows(folder / "opening_balances.csv")
-    cents = (lambda v: int(round(float(v or 0) * 100)))  # noqa: E731 - the baseline's parse, not closeloop's
+
+    def cents(value: str | None) -> int:  # the baseline's own parse, not closeloop's
+        return int(round(float(value or 0) * 100))
+
     _fresh(db)
     con = sqlite3.connect(db, isolation_level=None)
     con.execute("PRAGMA journal_mode=WAL")
