@@ -21,11 +21,13 @@ it is void.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from decimal import Decimal
 from fractions import Fraction
+from functools import lru_cache
 from typing import Any
 
 from closeloop.catalog.model import PriceTerms, dec_str, money_str
@@ -38,8 +40,14 @@ from closeloop.core.periods import add_months
 ONE_DAY = timedelta(days=1)
 KINDS = ("activation", "amendment", "renewal", "cancellation")
 MODIFICATIONS = ("prospective", "catch_up")
-# Optional line fields reserved for billing depth (issue 13); carried through unchanged.
-EXTENSION_FIELDS = ("trial_days", "coupons", "minimum", "ramp", "coterm")
+# Optional line fields for billing depth (issue 13), carried in ``extensions`` (docs/billing.md): a free or
+# discounted trial (``trial_days``, ``trial_discount_pct``, ``trial_invoice``), the line's coupons, a spending
+# minimum on a metered line, a ramp (price steps over the term). Values are JSON; the line keeps them as
+# canonical JSON text so lines stay hashable.
+EXTENSION_FIELDS = ("trial_days", "trial_discount_pct", "trial_invoice", "coupons", "minimum", "ramp", "coterm")
+# Contract-level extensions (the quote header): coupons on the whole contract, a contract minimum commitment.
+CONTRACT_EXTENSION_FIELDS = ("coupons", "minimum")
+PHASE_SEQ = 1000  # a phase of a version started by change ``seq`` is the version ``seq * PHASE_SEQ + k``
 SSP_DECIMALS = Decimal("1E-10")
 
 
@@ -87,7 +95,16 @@ class ContractLine:
     ssp_unit: Decimal | None = None  # per unit per month (per unit for one-time), major units
     ssp_source: str = "none"  # quote, product, contract_price, none
     milestones: tuple[Milestone, ...] = ()
-    extensions: tuple[tuple[str, Any], ...] = ()
+    extensions: tuple[tuple[str, str], ...] = ()  # (name, canonical JSON text), sorted
+    phase: str | None = None  # "trial" or "ramp:<n>": this version is a phase of ``base`` (see :func:`phases`)
+    base: ContractLine | None = field(default=None, compare=False, repr=False)
+
+    def ext(self, name: str, default: Any = None) -> Any:
+        """An extension's value (decoded JSON), or ``default``."""
+        for key, text in self.extensions:
+            if key == name:
+                return _json(text)
+        return default
 
     @property
     def currency(self) -> str:
@@ -132,7 +149,10 @@ class ContractLine:
         return max(Decimal(0), off.quantize(Decimal("0.0001")))
 
     def to_dict(self) -> dict[str, Any]:
-        """The line as carried by contract events and stored in the change log."""
+        """The line as carried by contract events and stored in the change log (a phase is carried as the
+        line it is a phase of: consumers derive the phases themselves)."""
+        if self.base is not None:
+            return self.base.to_dict()
         cur = self.currency
         terms = self.terms
         net = self.net_unit_amount
@@ -162,7 +182,7 @@ class ContractLine:
             "milestones": [m.to_dict(cur) for m in self.milestones],
             "performing_entity": self.performing_entity,
             "start": self.start.isoformat(),
-            "extensions": dict(self.extensions),
+            "extensions": {k: _json(v) for k, v in self.extensions},
         }
 
     @classmethod
@@ -187,12 +207,110 @@ class ContractLine:
             ssp_unit=None if d.get("ssp_unit") is None else Decimal(d["ssp_unit"]),
             ssp_source=d.get("ssp_source") or "none",
             milestones=tuple(Milestone(m["milestone_id"], _minor(m["amount"], cur)) for m in d.get("milestones") or ()),
-            extensions=tuple(sorted((d.get("extensions") or {}).items())),
+            extensions=extensions_of(d.get("extensions")),
         )
 
 
 def _minor(text: str, currency: str) -> int:
     return int(Decimal(text).scaleb(exponent(currency)))
+
+
+@lru_cache(maxsize=4096)
+def _json(text: str) -> Any:
+    return json.loads(text)
+
+
+def canonical(value: Any) -> str:
+    """A JSON value as canonical text (sorted keys, no spaces)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def extensions_of(values: Mapping[str, Any] | None) -> tuple[tuple[str, str], ...]:
+    """Extension values (name -> JSON value) as a line or change keeps them; None values are dropped."""
+    return tuple(sorted((str(k), canonical(v)) for k, v in (values or {}).items() if v is not None))
+
+
+# --------------------------------------------------------------------------- phases: trials and ramps
+
+
+def _ramp_version(line: ContractLine, step: Mapping[str, Any]) -> ContractLine:
+    changes: dict[str, Any] = {}
+    if step.get("unit_amount") is not None:
+        changes["unit_amount"] = Decimal(str(step["unit_amount"]))
+    if step.get("quantity") is not None:
+        changes["quantity"] = Decimal(str(step["quantity"]))
+    if step.get("discount_pct") is not None:
+        changes["discount_pct"] = Decimal(str(step["discount_pct"]))
+    return replace(line, **changes)
+
+
+@lru_cache(maxsize=8192)
+def phases(line: ContractLine) -> tuple[tuple[date, ContractLine], ...]:
+    """The versions a line goes through on its own, in date order: ``(first day, the line from then)``.
+
+    - a **ramp** (``ramp: [{start, end, unit_amount?, quantity?, discount_pct?}]``, steps tiling the term) is
+      one version per step, each the line with the step's values (after the last step, the last step holds,
+      e.g. into a renewal);
+    - a **trial** (``trial_days``) makes the first days a phase at ``trial_discount_pct`` off (default 100: a
+      free trial); the line converts on the day after.
+
+    A line without either is ``((line.start, line),)``. Each phase is a line whose ``base`` is ``line`` (its
+    events carry ``line`` itself)."""
+    if not line.extensions:
+        return ((line.start, line),)
+    steps = line.ext("ramp") or []
+    days = line.ext("trial_days")
+    bounds: list[date] = [line.start]
+    starts = []
+    for st in steps:
+        first = date.fromisoformat(str(st["start"]))
+        starts.append(first)
+        if first > line.start:
+            bounds.append(first)
+    trial_end = line.start + timedelta(days=int(days)) if days else None
+    if trial_end is not None:
+        bounds.append(trial_end)
+    out: list[tuple[date, ContractLine]] = []
+    for day in sorted(set(bounds)):
+        version = line
+        label = None
+        if steps:
+            k = max([i for i, first in enumerate(starts) if first <= day] or [0])
+            version = _ramp_version(version, steps[k])
+            label = f"ramp:{k + 1}"
+        if trial_end is not None and day < trial_end:
+            version = replace(version, discount_pct=Decimal(str(line.ext("trial_discount_pct") or 100)))
+            label = "trial"
+        if label is None:
+            out.append((day, line))
+        else:
+            out.append((day, replace(version, phase=label, base=line)))
+    return tuple(out)
+
+
+def phase_on(line: ContractLine, day: date) -> ContractLine:
+    """The phase of ``line`` in force on ``day`` (the line itself when it has none)."""
+    found = line
+    for first, version in phases(line):
+        if first <= day:
+            found = version
+        else:
+            break
+    return found
+
+
+def without_ramp(line: ContractLine, day: date) -> ContractLine:
+    """The line as its ramp step on ``day`` sets it, the ramp dropped (an amendment of a ramped line ends the
+    ramp: the amended values hold for the rest of the term)."""
+    steps = line.ext("ramp")
+    if not steps:
+        return line
+    step = steps[0]
+    for st in steps:
+        if date.fromisoformat(str(st["start"])) <= day:
+            step = st
+    kept = tuple((k, v) for k, v in line.extensions if k != "ramp")
+    return replace(_ramp_version(line, step), extensions=kept, phase=None, base=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,13 +384,23 @@ class Change:
     term_months: int | None = None  # activation, renewal
     uplift_pct: Decimal | None = None  # renewal
     reason: str | None = None
+    extensions: tuple[tuple[str, str], ...] = ()  # activation: contract-level extensions (coupons, minimum)
+
+    def ext(self, name: str, default: Any = None) -> Any:
+        for key, text in self.extensions:
+            if key == name:
+                return _json(text)
+        return default
 
     def to_dict(self) -> dict[str, Any]:
-        return {"seq": self.seq, "kind": self.kind, "effective": self.effective.isoformat(),
-                "recorded_on": self.recorded_on.isoformat(), "ref": self.ref, "modification": self.modification,
-                "lines": [ln.to_dict() for ln in self.lines], "updates": [u.to_dict() for u in self.updates],
-                "term_months": self.term_months,
-                "uplift_pct": None if self.uplift_pct is None else dec_str(self.uplift_pct), "reason": self.reason}
+        out = {"seq": self.seq, "kind": self.kind, "effective": self.effective.isoformat(),
+               "recorded_on": self.recorded_on.isoformat(), "ref": self.ref, "modification": self.modification,
+               "lines": [ln.to_dict() for ln in self.lines], "updates": [u.to_dict() for u in self.updates],
+               "term_months": self.term_months,
+               "uplift_pct": None if self.uplift_pct is None else dec_str(self.uplift_pct), "reason": self.reason}
+        if self.extensions:
+            out["extensions"] = {k: _json(v) for k, v in self.extensions}
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Change:
@@ -281,7 +409,8 @@ class Change:
                    lines=tuple(ContractLine.from_dict(x) for x in d.get("lines") or ()),
                    updates=tuple(LineUpdate.from_dict(x) for x in d.get("updates") or ()),
                    term_months=d.get("term_months"),
-                   uplift_pct=None if d.get("uplift_pct") is None else Decimal(d["uplift_pct"]), reason=d.get("reason"))
+                   uplift_pct=None if d.get("uplift_pct") is None else Decimal(d["uplift_pct"]), reason=d.get("reason"),
+                   extensions=extensions_of(d.get("extensions")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,7 +471,11 @@ def term_end(start: date, months: int) -> date:
 
 def replay(changes: Sequence[Change], through: date | None = None) -> Timeline:
     """Fold a change log into a timeline. ``through``: apply only changes effective on or before it
-    (the activation always applies). Raises when a change does not fit the contract it meets."""
+    (the activation always applies). Raises when a change does not fit the contract it meets.
+
+    A line's own phases (a trial, ramp steps: :func:`phases`) are versions of it too: each starts a
+    segment of its own (version ``seq * PHASE_SEQ + k``), whatever ``through`` says (they are part of
+    the line as signed). Changes apply to the line itself, never to a phase."""
     ordered = sorted(changes, key=lambda c: (c.kind != "activation", c.effective, c.seq))
     if not ordered or ordered[0].kind != "activation":
         raise ValidationError("a contract's change log starts with its activation", field="changes")
@@ -351,6 +484,8 @@ def replay(changes: Sequence[Change], through: date | None = None) -> Timeline:
     start = act.effective
     terms = [Term(1, start, term_end(start, act.term_months), act.term_months)]
     open_: dict[str, tuple[ContractLine, date, int, str]] = {}
+    base_: dict[str, ContractLine] = {}
+    phased: set[str] = set()  # lines with phases still to come
     order: list[str] = []
     closed: list[Segment] = []
     applied = [act]
@@ -362,10 +497,30 @@ def replay(changes: Sequence[Change], through: date | None = None) -> Timeline:
         if last >= s:
             closed.append(Segment(line, s, last, seq, kind))
 
+    def open_line(line_id: str, base: ContractLine, first: date, seq: int, kind: str) -> None:
+        base_[line_id] = base
+        if base.extensions and len(phases(base)) > 1:
+            phased.add(line_id)
+            open_[line_id] = (phase_on(base, first), first, seq, kind)
+        else:
+            phased.discard(line_id)
+            open_[line_id] = (base, first, seq, kind)
+
+    def advance(to: date) -> None:
+        """Start the phases of open lines that begin on or before ``to``."""
+        for line_id in [x for x in order if x in phased and x in open_]:
+            line, s, seq, kind = open_[line_id]
+            base_seq = seq // PHASE_SEQ if seq >= PHASE_SEQ else seq
+            for k, (first, version) in enumerate(phases(base_[line_id])):
+                if s < first <= to:
+                    close(line_id, first - ONE_DAY)
+                    open_[line_id] = (version, first, base_seq * PHASE_SEQ + k, kind)
+                    s = first
+
     for ln in act.lines:
         if ln.line_id in open_:
             raise ConflictError(f"line {ln.line_id} appears twice", field="lines", record=ln.line_id)
-        open_[ln.line_id] = (ln, start, act.seq, "activation")
+        open_line(ln.line_id, ln, start, act.seq, "activation")
         order.append(ln.line_id)
     for c in ordered[1:]:
         if through is not None and c.effective > through:
@@ -374,6 +529,8 @@ def replay(changes: Sequence[Change], through: date | None = None) -> Timeline:
             voided.append(c)
             continue
         end = terms[-1].end
+        if phased:
+            advance(min(c.effective, end + ONE_DAY))
         if c.kind == "amendment":
             if c.effective < start or c.effective > end:
                 raise ValidationError(f"amendment {c.ref} is effective {c.effective}, outside the contract's service"
@@ -382,15 +539,17 @@ def replay(changes: Sequence[Change], through: date | None = None) -> Timeline:
                 if u.line_id not in open_:
                     raise NotFoundError(f"amendment {c.ref}: line {u.line_id} is not in force on {c.effective}",
                                         field="changes", record=u.line_id)
-                line = open_[u.line_id][0]
+                line = without_ramp(base_[u.line_id], c.effective)
                 close(u.line_id, c.effective - ONE_DAY)
                 if not u.remove:
-                    open_[u.line_id] = (u.apply(line), c.effective, c.seq, "amendment")
+                    open_line(u.line_id, u.apply(line), c.effective, c.seq, "amendment")
+                else:
+                    phased.discard(u.line_id)
             for ln in c.lines:
                 if ln.line_id in order:
                     raise ConflictError(f"amendment {c.ref}: line {ln.line_id} already exists on the contract;"
                                         " give the added line a new line_id", field="add", record=ln.line_id)
-                open_[ln.line_id] = (ln, c.effective, c.seq, "amendment")
+                open_line(ln.line_id, ln, c.effective, c.seq, "amendment")
                 order.append(ln.line_id)
         elif c.kind == "renewal":
             assert c.term_months is not None
@@ -402,21 +561,26 @@ def replay(changes: Sequence[Change], through: date | None = None) -> Timeline:
                               uplift))
             factor = (Decimal(100) + uplift) / Decimal(100)
             for line_id in list(open_):
-                line = open_[line_id][0]
+                base = base_[line_id]
                 close(line_id, end)
-                if line.recurring:
-                    open_[line_id] = (replace(line, factor=line.factor * factor), c.effective, c.seq, "renewal")
+                if base.recurring:
+                    open_line(line_id, replace(base, factor=base.factor * factor), c.effective, c.seq, "renewal")
+                else:
+                    phased.discard(line_id)
         elif c.kind == "cancellation":
             if c.effective < start or c.effective > end + ONE_DAY:
                 raise ValidationError(f"cancellation {c.ref} is effective {c.effective}, outside {start}..{end + ONE_DAY}",
                                       field="effective", record=c.ref)
             for line_id in list(open_):
                 close(line_id, c.effective - ONE_DAY)
+            phased.clear()
             cancelled = c.effective
         else:
             raise ValidationError(f"unknown change kind {c.kind!r}", field="kind")
         applied.append(c)
     service_end = terms[-1].end if cancelled is None else cancelled - ONE_DAY
+    if phased:
+        advance(service_end)
     for line_id in list(open_):
         close(line_id, service_end)
     rank = {line_id: i for i, line_id in enumerate(order)}
@@ -452,6 +616,8 @@ def segment_ssp(seg: Segment, contract_start: date, billing_day: int) -> int | N
     """The standalone selling price of a segment: SSP per unit per month x quantity x months covered
     (one-time: per unit x quantity, on the first day). None when the line has no SSP basis."""
     line = seg.line
+    if line.phase == "trial":  # a trial is not sold: its standalone price is what it charges (0 when free)
+        return segment_value(seg, contract_start, billing_day)
     if line.ssp_unit is None:
         return None if line.metered else segment_value(seg, contract_start, billing_day)
     if line.metered:
@@ -513,6 +679,7 @@ def lines_view(segments: Iterable[Segment], currency: str) -> list[dict[str, Any
             "metric": ln.list_terms.metric, "mrr": format_minor(monthly_amount(ln), currency),
             "treatment": ln.product.treatment, "performing_entity": ln.performing_entity,
             "from": s.start.isoformat(), "to": s.end.isoformat(),
+            **({"phase": ln.phase} if ln.phase else {}),
         })
     return out
 
@@ -531,7 +698,8 @@ def segments_view(tl: Timeline, currency: str, billing_day: int) -> list[dict[st
                                                                                          currency),
                     "period_amount": None if s.line.period_amount is None else format_minor(s.line.period_amount,
                                                                                             currency),
-                    "value": format_minor(v, currency), "ssp": None if ssp is None else format_minor(ssp, currency)})
+                    "value": format_minor(v, currency), "ssp": None if ssp is None else format_minor(ssp, currency),
+                    **({"phase": s.line.phase} if s.line.phase else {})})
     return out
 
 

@@ -35,7 +35,9 @@ from closeloop.contracts.model import (
     LineUpdate,
     ProductRef,
     Timeline,
+    _json,
     change_summary,
+    extensions_of,
     lines_view,
     replay,
     segments_view,
@@ -141,14 +143,33 @@ class QuoteLineIn:
     ssp: Decimal | None = None
     milestones: tuple[MilestoneIn, ...] | None = None
     performing_entity: str | None = None
+    # billing depth (issue 13; docs/billing.md): trial, coupons, spending minimum, ramp
+    trial_days: int | None = None
+    trial_discount_pct: Decimal | None = None
+    trial_invoice: str | None = None
+    coupons: tuple[str, ...] | None = None
+    minimum: Any = None
+    ramp: Any = None
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return dec_str(value)
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
 
 
 def line_spec(x: QuoteLineIn) -> LineSpec:
+    ext = {name: _jsonable(getattr(x, name)) for name in ("trial_days", "trial_discount_pct", "trial_invoice",
+                                                           "coupons", "minimum", "ramp")}
     return LineSpec(line_id=x.line_id, price_id=x.price_id, quantity=x.quantity, discount_pct=x.discount_pct,
                     unit_amount=x.unit_amount, ssp=x.ssp,
                     milestones=None if x.milestones is None else tuple((m.milestone_id, m.amount)
                                                                        for m in x.milestones),
-                    performing_entity=x.performing_entity)
+                    performing_entity=x.performing_entity, extensions=extensions_of(ext))
 
 
 @payload
@@ -156,8 +177,8 @@ class QuoteCreate:
     quote_id: str
     customer: str
     start: str
-    term_months: int
     lines: tuple[QuoteLineIn, ...]
+    term_months: int | None = None  # required unless coterm
     entity: str | None = None
     currency: str | None = None
     billing_day: int | None = None
@@ -166,6 +187,11 @@ class QuoteCreate:
     renewal_term_months: int | None = None
     renewal_uplift_pct: Decimal | None = None
     name: str | None = None
+    # billing depth (issue 13): coupons on the whole contract, a contract minimum commitment {amount, metric?},
+    # co-terming with an existing contract (the quote's lines are added to it when accepted)
+    coupons: tuple[str, ...] | None = None
+    minimum: Any = None
+    coterm: str | None = None
 
 
 @payload
@@ -183,6 +209,8 @@ class QuoteUpdate:
     renewal_term_months: int | None = None
     renewal_uplift_pct: Decimal | None = None
     name: str | None = None
+    coupons: tuple[str, ...] | None = None
+    minimum: Any = None
 
 
 # --------------------------------------------------------------------------- quote storage
@@ -249,12 +277,24 @@ def _default_uplift() -> Decimal:
     return Decimal(policy()["uplift_pct"])
 
 
-def _spec(cmd: QuoteCreate) -> QuoteSpec:
-    return QuoteSpec(quote_id=cmd.quote_id, customer=cmd.customer, start=cmd.start, term_months=cmd.term_months,
+def _contract_ext(coupons: Any, minimum: Any) -> tuple[tuple[str, str], ...]:
+    return extensions_of({"coupons": _jsonable(coupons), "minimum": _jsonable(minimum)})
+
+
+def _spec(uow: Any, cmd: QuoteCreate) -> QuoteSpec:
+    months = cmd.term_months
+    if months is None:
+        if not cmd.coterm:
+            raise ValidationError(f"quote {cmd.quote_id}: term_months is required (unless the quote co-terms with a"
+                                  " contract: coterm)", field="term_months", record=cmd.quote_id)
+        from closeloop.contracts.pricing import coterm_months
+
+        months = coterm_months(uow, cmd.coterm, cmd.start)
+    return QuoteSpec(quote_id=cmd.quote_id, customer=cmd.customer, start=cmd.start, term_months=months,
                      lines=tuple(line_spec(x) for x in cmd.lines), entity=cmd.entity, currency=cmd.currency,
                      billing_day=cmd.billing_day, auto_renew=cmd.auto_renew, opportunity=cmd.opportunity,
                      renewal_term_months=cmd.renewal_term_months, renewal_uplift_pct=cmd.renewal_uplift_pct,
-                     name=cmd.name)
+                     name=cmd.name, extensions=_contract_ext(cmd.coupons, cmd.minimum), coterm=cmd.coterm)
 
 
 def create_quote(uow: Any, spec: QuoteSpec) -> dict[str, Any]:
@@ -287,7 +327,7 @@ def create_quote(uow: Any, spec: QuoteSpec) -> dict[str, Any]:
 
 @command("quote.create", QuoteCreate, roles=SALES_ROLES, summary="Create a quote: customer, term, start, priced lines")
 def quote_create(uow: Any, cmd: QuoteCreate) -> dict[str, Any]:
-    return create_quote(uow, _spec(cmd))
+    return create_quote(uow, _spec(uow, cmd))
 
 
 # Quote fields as the system-of-record registry names them.
@@ -306,6 +346,11 @@ def _governed_changes(old: QuoteSpec, new: QuoteSpec) -> dict[str, tuple[Any, An
         changes["lines"] = (o["lines"], n["lines"])
     if any(d != old_disc.get(k) for k, d in new_disc.items() if k in old_disc or d is not None):
         changes["discounts"] = (old_disc, new_disc)
+    old_ext, new_ext = o.get("extensions") or {}, n.get("extensions") or {}
+    if old_ext.get("coupons") != new_ext.get("coupons"):
+        changes["discounts"] = (o.get("extensions"), n.get("extensions"))
+    if old_ext.get("minimum") != new_ext.get("minimum") or o.get("coterm") != n.get("coterm"):
+        changes["lines"] = (o["lines"], n["lines"])
     return changes
 
 
@@ -350,6 +395,15 @@ def quote_update(uow: Any, cmd: QuoteUpdate) -> dict[str, Any]:
             fields[name] = value
     if cmd.lines is not None:
         fields["lines"] = tuple(line_spec(x) for x in cmd.lines)
+    if cmd.coupons is not None or cmd.minimum is not None:
+        row = _quote_row(uow, cmd.quote_id)
+        current = dict(QuoteSpec.from_dict(_version(uow, cmd.quote_id, int(row["version"]))["spec"]).extensions)
+        ext = {k: json.loads(v) for k, v in current.items()}
+        if cmd.coupons is not None:
+            ext["coupons"] = list(cmd.coupons) or None
+        if cmd.minimum is not None:
+            ext["minimum"] = _jsonable(cmd.minimum) or None
+        fields["extensions"] = extensions_of(ext)
     if not fields:
         raise ValidationError(f"quote.update {cmd.quote_id}: give at least one field to change", field="quote_id")
     return update_quote(uow, cmd.quote_id, fields)
@@ -572,6 +626,7 @@ def _contract_payload(header: dict[str, Any], before: Timeline | None, tl: Timel
         "lines": [{**s.line.to_dict(), "from": s.start.isoformat(), "to": s.end.isoformat()} for s in in_force],
         "changed_lines": changed,
         "segments": segments_view(tl, cur, bday),
+        **({"extensions": {k: _json(v) for k, v in tl.applied[0].extensions}} if tl.applied[0].extensions else {}),
         "voided_changes": [c.ref for c in tl.voided],
         "values": {"tcv": _money(vals.tcv, cur), "acv": _money(vals.acv, cur), "mrr": _money(vals.mrr, cur),
                    "one_time": _money(vals.one_time, cur)},
@@ -655,10 +710,11 @@ def quote_accept(uow: Any, cmd: QuoteAccept) -> dict[str, Any]:
                             field="quote_id", record=cmd.quote_id)
     if not cmd.contract_id or len(cmd.contract_id) > 64 or any(c.isspace() for c in cmd.contract_id):
         raise ValidationError("a contract id is 1-64 characters without spaces", field="contract_id")
-    if uow.one("SELECT 1 FROM contracts_contract WHERE contract_id = ?", (cmd.contract_id,)):
+    version = _version(uow, cmd.quote_id, int(row["version"]))
+    if not version["spec"].get("coterm") and uow.one("SELECT 1 FROM contracts_contract WHERE contract_id = ?",
+                                                     (cmd.contract_id,)):
         raise ConflictError(f"contract {cmd.contract_id!r} already exists", field="contract_id",
                             record=cmd.contract_id)
-    version = _version(uow, cmd.quote_id, int(row["version"]))
     rules, covered = _rule_state(uow, cmd.quote_id, version)
     pending = _pending(rules, covered)
     if pending:
@@ -675,6 +731,8 @@ def quote_accept(uow: Any, cmd: QuoteAccept) -> dict[str, Any]:
     customer = get_customer(uow, quote["customer"])
     lines = tuple(ContractLine.from_dict(x) for x in quote["lines"])
     start = date.fromisoformat(quote["start"])
+    if spec.coterm:
+        return _accept_coterm(uow, cmd, spec, version, lines, start)
     now = uow.now()
     header = {"contract_id": cmd.contract_id, "quote_id": cmd.quote_id, "quote_version": version["version"],
               "customer": customer.external_id, "customer_id": int(customer.id), "entity": quote["entity"],
@@ -683,7 +741,8 @@ def quote_accept(uow: Any, cmd: QuoteAccept) -> dict[str, Any]:
               "renewal_uplift_pct": None if spec.renewal_uplift_pct is None else dec_str(spec.renewal_uplift_pct),
               "opportunity": spec.opportunity}
     activation = Change(1, "activation", start, uow.today(), f"{cmd.contract_id}/activation", lines=lines,
-                        term_months=spec.term_months)
+                        term_months=spec.term_months,
+                        extensions=extensions_of(quote.get("extensions")))
     tl = replay([activation])
     uow.execute(
         "INSERT INTO contracts_contract (contract_id, quote_id, quote_version, customer, customer_id, entity, currency,"
@@ -699,6 +758,36 @@ def quote_accept(uow: Any, cmd: QuoteAccept) -> dict[str, Any]:
     uow.emit("quote.accepted", "quote", cmd.quote_id, {"quote_id": cmd.quote_id, "version": version["version"],
              "contract_id": cmd.contract_id, "customer": customer.external_id}, entity=quote["entity"])
     return contract_view(uow, cmd.contract_id, None)
+
+
+def _accept_coterm(uow: Any, cmd: QuoteAccept, spec: QuoteSpec, version: dict[str, Any],
+                   lines: tuple[ContractLine, ...], start: date) -> dict[str, Any]:
+    """Accept a co-termed quote: its lines are added to the contract it co-terms with, from the quote's start to
+    that contract's term end (an amendment; contract.amended is emitted)."""
+    cid = str(spec.coterm)
+    if cmd.contract_id != cid:
+        raise ValidationError(f"quote {cmd.quote_id} co-terms with contract {cid}: accept it with contract_id {cid}"
+                              " (its lines are added to that contract)", field="contract_id", record=cmd.quote_id)
+    header = _contract_header(uow, cid, lock=True)
+    _check_open(header, start, "extended by a co-termed quote")
+    changes = _changes(uow, cid)
+    tl = replay(changes)
+    if not tl.start <= start <= tl.service_end:
+        raise ValidationError(f"contract {cid} runs {tl.start}..{tl.service_end}; quote {cmd.quote_id} starts {start}",
+                              field="start", record=cmd.quote_id)
+    taken = [ln.line_id for ln in lines if ln.line_id in tl.line_order]
+    if taken:
+        raise ConflictError(f"contract {cid} already has line(s) {', '.join(taken)}; give the quote's lines new ids",
+                            field="lines", record=cmd.quote_id)
+    n_amend = sum(1 for c in changes if c.kind == "amendment") + 1
+    change = Change(len(changes) + 1, "amendment", start, uow.today(), f"{cid}-A{n_amend}", modification="prospective",
+                    lines=lines, reason=f"co-termed quote {cmd.quote_id}")
+    _record_change(uow, header, changes, change)
+    uow.execute("UPDATE contracts_quote SET status = 'accepted', contract_id = ?, updated_at = ? WHERE quote_id = ?",
+                (cid, uow.now(), cmd.quote_id))
+    uow.emit("quote.accepted", "quote", cmd.quote_id, {"quote_id": cmd.quote_id, "version": version["version"],
+             "contract_id": cid, "customer": header["customer"], "coterm": True}, entity=header["entity"])
+    return {**contract_view(uow, cid, start), "amendment": change_summary(change), "coterm": True}
 
 
 # --------------------------------------------------------------------------- contract.amend
