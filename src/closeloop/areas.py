@@ -36,6 +36,8 @@ MODULES: tuple[str, ...] = (
     "closeloop.tax.service",
     "closeloop.billing.subscriptions",
     "closeloop.billing.service",
+    "closeloop.billing.coupons",
+    "closeloop.billing.wallets",
     "closeloop.einvoice.service",
     "closeloop.revenue.service",
     "closeloop.collections.service",

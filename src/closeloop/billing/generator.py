@@ -48,12 +48,14 @@ from closeloop.billing.model import (
     Subscription,
     UsageBook,
     charge_sort_key,
+    dec_plain,
     item_from_charge,
 )
 from closeloop.billing.proration import capped_credit, prorate
 from closeloop.catalog.rating import rate
 from closeloop.contracts.model import ContractLine, Segment, Timeline, replay
 from closeloop.contracts.schedule import Grid
+from closeloop.core.money import format_minor, to_minor
 
 ONE_DAY = timedelta(days=1)
 
@@ -81,7 +83,7 @@ class _Index:
 
     def add(self, item: BilledItem) -> None:
         self.by_id[item.id] = item
-        if item.kind in ("recurring", "usage") and item.period_start is not None:
+        if item.kind in ("recurring", "usage", "minimum") and item.period_start is not None:
             self.pieces[(item.contract_id, item.line_id, item.version, item.period_start, item.kind)].append(item)
             if item.kind == "recurring" and item.amount > 0:
                 self.recurring[item.contract_id].append(item)
@@ -128,6 +130,7 @@ class _Generator:
             self.index.add(item)
         self.usage = usage
         self._timelines: dict[tuple[str, date | None], Timeline | None] = {}
+        self._commit_cache: dict[tuple[str, int], list[tuple[tuple[str, ...], int, str, int]]] = {}
 
     def timeline(self, sub: Subscription, through: date | None) -> Timeline | None:
         key = (sub.contract_id, through)
@@ -146,18 +149,101 @@ class _Generator:
                 continue
             rank = {line_id: i for i, line_id in enumerate(tl.line_order)}
             out.extend(self._credits(sub, tl, day))
+            usage: list[Charge] = []
             for seg in tl.segments:
                 line = seg.line
                 r = rank.get(line.line_id, 0)
                 if line.metered:
-                    out.extend(self._usage(sub, tl, seg, day, r))
+                    usage.extend(self._usage(sub, tl, seg, day, r))
                 elif line.recurring:
                     out.extend(self._recurring(sub, tl, seg, day, r))
                 elif line.milestones:
                     out.extend(self._milestones(sub, seg, day, r))
                 else:
                     out.extend(self._one_time(sub, seg, day, r))
+            out.extend(usage)
+            commitments = self._commitments(sub, tl)
+            if commitments:
+                out.extend(self._minimums(sub, tl, day, commitments, usage, rank))
             out.extend(self._partials(sub, tl, day, rank))
+        return out
+
+    # ------------------------------------------------------------------ minimum commitments
+
+    def _commitments(self, sub: Subscription, tl: Timeline) -> list[tuple[tuple[str, ...], int, str, int]]:
+        """The minimum commitments of a contract: (metered lines covered, amount per billing period, the line the
+        true-up is billed on, period months). A line's own ``minimum`` (a spending minimum on a metered line)
+        and the contract's ``minimum`` (its metered lines, or those of one metric)."""
+        key = (sub.contract_id, len(sub.changes))
+        found = self._commit_cache.get(key)
+        if found is not None:
+            return found
+        out: list[tuple[tuple[str, ...], int, str, int]] = []
+        metered: dict[str, ContractLine] = {}
+        for seg in tl.segments:
+            if seg.line.metered:
+                metered.setdefault(seg.line.line_id, seg.line)
+        for line_id, line in metered.items():
+            mn = line.ext("minimum") if line.extensions else None
+            if mn and line.terms.months:
+                out.append(((line_id,), to_minor(mn["amount"], line.currency), line_id, line.terms.months))
+        act = sub.changes[0] if sub.changes and sub.changes[0].kind == "activation" else None
+        cmin = act.ext("minimum") if act is not None and act.extensions else None
+        if cmin and metered:
+            covered = tuple(x for x in tl.line_order if x in metered
+                            and (not cmin.get("metric") or metered[x].terms.metric == cmin["metric"]))
+            if covered and metered[covered[0]].terms.months:
+                out.append((covered, to_minor(cmin["amount"], sub.currency), covered[0],
+                            int(metered[covered[0]].terms.months or 1)))
+        self._commit_cache[key] = out
+        return out
+
+    def _minimums(self, sub: Subscription, tl: Timeline, day: date,
+                  commitments: list[tuple[tuple[str, ...], int, str, int]], usage: list[Charge],
+                  rank: dict[str, int]) -> list[Charge]:
+        """A true-up per commitment and ended billing period: the minimum (prorated by the days of service in the
+        period) less the usage billed for the period, never below zero, billed in arrears with the period's usage;
+        late usage that lowers a true-up already billed gives a (negative) adjustment on the next invoice."""
+        out = []
+        for covered, amount, on_line, months in commitments:
+            segs = [s for s in tl.segments if s.line.line_id in covered]
+            if not segs:
+                continue
+            first = min(s.start for s in segs)
+            last = max(s.end for s in segs)
+            attribution = next((s for s in segs if s.line.line_id == on_line), segs[0])
+            line = attribution.line
+            grid = Grid.of(tl.start, sub.billing_day, months)
+            start = first
+            if sub.scan_from is not None and sub.scan_from > first:
+                start = max(first, _period_of(grid, sub.scan_from)[0])
+            for p_start, p_end, o_start, o_end in _pieces(grid, start, last):
+                if p_end > day:
+                    break
+                used = 0
+                for lid in covered:
+                    for v in {s.seq for s in segs if s.line.line_id == lid}:
+                        used += sum(it.amount for it in self.index.pieces.get((sub.contract_id, lid, v, p_start,
+                                                                                "usage"), ()))
+                used += sum(c.amount for c in usage if c.line_id in covered and c.period_start == p_start)
+                minimum = prorate(amount, (o_end - o_start).days, (p_end - p_start).days)
+                target = max(0, minimum - used)
+                billed = self.index.pieces.get((sub.contract_id, on_line, 0, p_start, "minimum"))
+                delta = target - sum(it.amount for it in billed or ())
+                if delta == 0:
+                    continue
+                cur = sub.currency
+                if billed:
+                    desc = (f"Minimum commitment true-up adjusted for late usage {_span(o_start, o_end)}"
+                            f" (minimum {format_minor(minimum, cur)}, usage now {format_minor(used, cur)})")
+                else:
+                    desc = (f"Minimum commitment true-up {_span(o_start, o_end)} (minimum {format_minor(minimum, cur)},"
+                            f" usage {format_minor(used, cur)})")
+                out.append(Charge(
+                    contract_id=sub.contract_id, line_id=on_line, version=0, kind="minimum", description=desc,
+                    amount=delta, natural=p_end, scheduled=not billed, quantity=Decimal(1), unit_price=None,
+                    period_start=p_start, period_end=p_end, service_from=o_start, service_to=o_end,
+                    period_amount=minimum, rank=rank.get(on_line, 0), **_product_fields(line)))  # type: ignore[arg-type]
         return out
 
     def _first(self, sub: Subscription, grid: Grid, seg: Segment) -> date:
@@ -193,9 +279,13 @@ class _Generator:
             full = (p_end - p_start).days
             days = (o_end - start).days
             value = prorate(amount, days, full)
-            if value == 0:
+            trial = line.phase == "trial"
+            if value == 0 and not (trial and line.ext("trial_invoice") == "zero"):
                 continue
             desc = line.product.name
+            if trial:
+                pct = Decimal(str(line.ext("trial_discount_pct") or 100))
+                desc += " — free trial" if pct == 100 else f" — trial ({dec_plain(pct)}% off)"
             if days != full:
                 desc += f" ({days}/{full} days)"
             out.append(Charge(

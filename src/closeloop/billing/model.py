@@ -21,7 +21,9 @@ from typing import Any
 
 from closeloop.contracts.model import Change
 
-KINDS = ("recurring", "usage", "one_time", "milestone", "partial", "credit")
+KINDS = ("recurring", "usage", "one_time", "milestone", "partial", "credit", "minimum", "discount", "wallet_topup")
+# Charges a coupon may discount (not credits, other discounts or wallet top-ups).
+DISCOUNTABLE = ("recurring", "usage", "one_time", "milestone", "partial", "minimum")
 MICRO = Decimal(1_000_000)
 
 # Where recognition lands when the product does not say (invoice.issued lines carry revenue_role).
@@ -142,6 +144,7 @@ class DraftInvoice:
     date: date
     charges: tuple[Charge, ...]
     item_ids: tuple[int, ...] = ()
+    notes: tuple[str, ...] = ()  # printed on the invoice (e.g. a coupon's unused part)
 
     @property
     def subtotal(self) -> int:
@@ -220,9 +223,10 @@ def item_from_charge(item_id: int, c: Charge) -> BilledItem:
 
 
 def charge_sort_key(c: Charge) -> tuple[Any, ...]:
-    """Invoice line order: by contract, line, service start; a credit before the charge that replaces it."""
-    return (c.contract_id, c.rank, c.service_from or c.natural, 0 if c.kind == "credit" else 1, c.version,
-            c.ref or "")
+    """Invoice line order: by contract, line, service start; a credit before the charge that replaces it; a
+    minimum commitment's true-up after the usage it completes."""
+    return (c.contract_id or "", c.rank, c.service_from or c.natural,
+            0 if c.kind == "credit" else 2 if c.kind == "minimum" else 1, c.version, c.ref or "")
 
 
 def sorted_charges(charges: Sequence[Charge]) -> tuple[Charge, ...]:

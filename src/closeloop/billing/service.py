@@ -22,16 +22,22 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from dataclasses import field as dataclasses_field
+from dataclasses import replace as dataclass_replace
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
+from closeloop.billing.coupons import redemptions_for, restore, save_redemptions, uses_json
+from closeloop.billing.discounts import Discounted, Redemption, apply_coupons, discounts_of
+from closeloop.billing.drawdown import Wallet, credits_of, draw
 from closeloop.billing.generator import generate
 from closeloop.billing.model import (
     Account,
     BilledItem,
     Charge,
     DraftInvoice,
+    Generation,
     MilestoneCompletion,
     PartialBilling,
     Subscription,
@@ -56,6 +62,12 @@ from closeloop.core.registry import command, payload, query
 from closeloop.core.uow import dumps
 
 BILLING_ROLES = ("billing", "admin")
+# Prepaid credits are an advance payment: not taxed when bought (Lago), taxed on the invoices they pay.
+PREPAID_TAX_CODE = "prepaid_credit"
+PREPAID_EXEMPTION = ("Advance payment for prepaid credits, not subject to VAT when bought: VAT is charged on the"
+                     " invoices the credits pay")
+# Line kinds an invoice.issued line names (revenue recognition treats them apart); others carry no kind.
+SPECIAL_KINDS = ("discount", "minimum", "wallet_topup")
 PARTITION_SIZE = 2000
 ONE_DAY = timedelta(days=1)
 OPEN_STATUSES = ("open", "partially_paid")
@@ -78,6 +90,7 @@ class _Loaded:
     items: dict[str, list[BilledItem]]
     books: dict[int, UsageBook]
     customers: dict[int, str]
+    redemptions: dict[int, list[Redemption]] = dataclasses_field(default_factory=dict)
 
 
 def _item_from_row(r: Any) -> BilledItem:
@@ -179,7 +192,7 @@ def _load(uow: Any, customer_ids: Sequence[int], entity: str | None, *, with_ite
     metered = [c for c, ss in subs.items() if any(ln.metered for s in ss for ch in s.changes for ln in ch.lines)
                or any(u.price is not None and u.price.metered for s in ss for ch in s.changes for u in ch.updates)]
     books = usage_books(uow, metered, since, unique) if metered else {}
-    return _Loaded(subs, items, books, customers)
+    return _Loaded(subs, items, books, customers, redemptions_for(uow, list(subs)) if subs else {})
 
 
 def _back(day: str) -> str:
@@ -200,13 +213,39 @@ def _accounts(loaded: _Loaded) -> list[tuple[Account, list[Subscription]]]:
     return out
 
 
-def _generate(loaded: _Loaded, as_of: date) -> list[tuple[Account, list[Subscription], Any]]:
+def _generate(loaded: _Loaded, as_of: date, redeemed: list[Redemption] | None = None
+              ) -> list[tuple[Account, list[Subscription], Any]]:
+    """Every account's drafts, with the coupons in force applied (``redeemed`` collects the redemptions'
+    new state for the writer)."""
     out = []
     for account, subs in _accounts(loaded):
         items = [it for s in subs for it in loaded.items.get(s.contract_id, ())]
         gen = generate(account, subs, items, loaded.books.get(account.customer_id) or UsageBook(), as_of)
+        reds = loaded.redemptions.get(account.customer_id)
+        if gen.invoices and (reds or any(it.kind == "discount" for it in items)):
+            gen = _with_coupons(gen, reds or [], items, redeemed)
         out.append((account, subs, gen))
     return out
+
+
+def _with_coupons(gen: Generation, reds: list[Redemption], items: Sequence[BilledItem],
+                  redeemed: list[Redemption] | None) -> Generation:
+    """Discount lines on each draft, in date order (:func:`closeloop.billing.discounts.apply_coupons`)."""
+    known: dict[int, Discounted] = discounts_of([(it.id, it.amount, it.credit_of if it.kind == "discount" else None,
+                                                  it.ref if it.kind == "discount" else None) for it in items])
+    drafts = []
+    state = list(reds)
+    for draft in gen.invoices:
+        cur = draft.account.currency
+        new, state, uses, found = apply_coupons(draft, state, known)
+        known.update(found)
+        notes = tuple(f"Coupon {u['coupon']}: {u['discount']} off; {u['unused']} of its value unused on this invoice"
+                      for u in uses_json(uses, cur) if "unused" in u)
+        drafts.append(DraftInvoice(new.account, new.date, new.charges, new.item_ids, new.notes + notes))
+    if redeemed is not None:
+        before = {r.id: r for r in reds}
+        redeemed.extend(r for r in state if r != before.get(r.id))
+    return Generation(tuple(drafts), gen.next_date)
 
 
 # =========================================================================== tax
@@ -231,7 +270,10 @@ class _Taxed:
 
 def _compute_tax(uow: Any, entity: str, customer: Any, currency: str, day: str,
                  lines: Sequence[tuple[int, int, str]]) -> _Taxed:
-    """Tax through the tax area's contract (``closeloop.tax.service.compute_invoice_tax``)."""
+    """Tax through the tax area's contract (``closeloop.tax.service.compute_invoice_tax``). Prepaid-credit
+    top-ups are advance payments, not supplies: not taxed (category O), taxed when the credits are used."""
+    if any(code == PREPAID_TAX_CODE for _, _, code in lines):
+        return _prepaid_tax(uow, entity, customer, currency, day, lines)
     try:
         from closeloop.tax.service import TaxLineInput, compute_invoice_tax
     except ModuleNotFoundError:  # no tax engine installed: nothing taxed, said so on the invoice
@@ -252,6 +294,20 @@ def _compute_tax(uow: Any, entity: str, customer: Any, currency: str, day: str,
                     "taxable": int(g.taxable_minor), "tax": int(g.tax_minor), "exemption_reason": g.exemption_reason,
                     "mention": g.mention} for g in result.groups)
     return _Taxed(tuple(out), groups, tuple(result.mentions), tuple(result.held))
+
+
+def _prepaid_tax(uow: Any, entity: str, customer: Any, currency: str, day: str,
+                 lines: Sequence[tuple[int, int, str]]) -> _Taxed:
+    prepaid = [x for x in lines if x[2] == PREPAID_TAX_CODE]
+    others = [x for x in lines if x[2] != PREPAID_TAX_CODE]
+    rest = _compute_tax(uow, entity, customer, currency, day, others) if others else _Taxed((), (), (), ())
+    zero = _LineTax(0, "out_of_scope", Decimal(0), "O", None)
+    by_no = dict(zip([x[0] for x in others], rest.lines, strict=True))
+    out = tuple(zero if code == PREPAID_TAX_CODE else by_no[no] for no, _, code in lines)
+    group = {"treatment": "out_of_scope", "rate": Decimal(0), "category": "O",
+             "taxable": sum(n for _, n, _ in prepaid), "tax": 0, "exemption_reason": PREPAID_EXEMPTION,
+             "mention": None}
+    return _Taxed(out, (*rest.groups, group), rest.mentions, rest.held)
 
 
 def _rate_text(rate: Decimal) -> str:
@@ -314,6 +370,10 @@ def _line_payload(ln: Mapping[str, Any], currency: str) -> dict[str, Any]:
                            "revenue_role": ln["revenue_role"], "treatment": ln["treatment"],
                            "net": format_minor(ln["net"], currency), "tax": format_minor(ln["tax"], currency),
                            "tax_treatment": ln["tax_treatment"]}
+    if ln["kind"] in SPECIAL_KINDS:
+        out["kind"] = ln["kind"]
+        if ln["kind"] == "wallet_topup" and ln.get("ref"):
+            out["wallet"] = str(ln["ref"]).split(":", 1)[1]
     for key, value in (("period_start", ln.get("service_from")), ("period_end", _end_inclusive(ln.get("service_to"))),
                        ("contract_id", ln.get("contract_id")), ("line_id", ln.get("line_id")),
                        ("product_family", ln.get("product_family")),
@@ -356,16 +416,26 @@ class _Writer:
         self._ids: list[int] = []
         self._tax_memo: dict[Any, _Taxed] = {}
         self._line_ids: list[int] = []
+        self._top_invoice = self._top_line = 0
         self._temp: dict[tuple[Account, int], int] = {}  # provisional item id of an account's generation -> line id
+        self.wallets: dict[tuple[int, str, str], list[Wallet]] = {}
+        self.wallet_changed: dict[str, Wallet] = {}
+        self.wallet_txns: list[tuple[Any, ...]] = []
+        self.wallet_events: list[tuple[str, str, str, dict[str, Any]]] = []
+        self.redemptions: list[Redemption] = []
 
     def reserve(self, n: int, lines: int = 0) -> None:
         """Reserve ids for ``n`` invoices and ``lines`` lines at once (the id block; on SQLite the table's key)."""
+        # on SQLite an id block continues the table's key, which the rows reserved here are not in yet: a second
+        # reservation before the flush (an automatic wallet top-up) starts after the last one
         if n > 0:
-            first = invoice_ids(self.uow, n)
+            first = max(invoice_ids(self.uow, n), self._top_invoice + 1)
             self._ids.extend(range(first, first + n))
+            self._top_invoice = first + n - 1
         if lines > 0:
-            first = line_ids(self.uow, lines)
+            first = max(line_ids(self.uow, lines), self._top_line + 1)
             self._line_ids.extend(range(first, first + lines))
+            self._top_line = first + lines - 1
 
     def _new_line_id(self) -> int:
         if not self._line_ids:
@@ -387,6 +457,10 @@ class _Writer:
                                     f" WHERE customer_id IN ({marks}) AND remaining > 0 ORDER BY date, id",
                                     list(chunk)):
                 self.credits.setdefault((int(row[1]), row[2], row[3]), []).append([int(row[0]), int(row[4])])
+        from closeloop.billing.wallets import load_wallets
+
+        for w in load_wallets(self.uow, customer_ids):
+            self.wallets.setdefault((w.customer_id, w.entity, w.currency), []).append(w)
 
     def _tax(self, entity: str, customer: Any, currency: str, day: str,
              lines: tuple[tuple[int, int, str], ...]) -> _Taxed:
@@ -439,7 +513,7 @@ class _Writer:
         inv: dict[str, Any] = {"id": invoice_id, "customer": account.customer, "customer_id": account.customer_id,
                                "entity": account.entity, "currency": cur, "date": day, "due_date": due,
                                "subtotal": subtotal, "tax": tax, "total": total, "seq": seq}
-        credit_created = credit_applied = 0
+        credit_created = credit_applied = wallet_applied = 0
         number = None
         if held:
             status = "held"
@@ -457,18 +531,81 @@ class _Writer:
             else:
                 credit_applied = self._apply_credit(account, invoice_id, number, day, total)
                 balance = total - credit_applied
-            status = _status(total, balance, 0, 0, 0)
             inv["credit_created"] = credit_created
             self.issued.append((number, account.entity, _issued_payload(inv, line_dicts)))
+            wallet_applied = self._apply_wallets(account, invoice_id, number, draft.date, line_dicts, balance)
+            balance -= wallet_applied
+            status = _status(total, balance, 0, 0, 0)
             self.count += 1
         self.invoices.append((invoice_id, number, "invoice", account.customer_id, account.customer, seq,
                               account.entity, cur, day, due, status, subtotal, tax, total, credit_created,
-                              credit_applied, 0, 0, 0, balance, None, None,
-                              dumps([_group_dict(g, cur) for g in taxed.groups]), dumps(list(taxed.mentions)),
+                              credit_applied, 0, 0, 0, balance, wallet_applied, None, None,
+                              dumps([_group_dict(g, cur) for g in taxed.groups]),
+                              dumps([*taxed.mentions, *draft.notes]),
                               "; ".join(f"line {no}: {why}" for no, why in taxed.held) or None, self.run_id, terms,
                               None if held else uow.now(), uow.now()))
         self.lines.extend(lines)
+        if not held and not any(c.kind == "wallet_topup" for c in charges):
+            self._auto_topups(account, draft.date)
         return {"id": invoice_id, "number": number, "status": status, "total": total, "held": held}
+
+    # ------------------------------------------------------------------ prepaid credits
+
+    def _apply_wallets(self, account: Account, invoice_id: int, number: str, day: date,
+                       lines: Sequence[Mapping[str, Any]], due: int) -> int:
+        """Draw the customer's wallets for this invoice (after tax, customer credit first): usage lines with their
+        tax, or the whole invoice, per wallet; never more than a wallet holds or the invoice owes."""
+        wallets = self.wallets.get((account.customer_id, account.entity, account.currency))
+        if not wallets or due <= 0 or any(ln["kind"] == "wallet_topup" for ln in lines):
+            return 0
+        usage = sum(ln["net"] + ln["tax"] for ln in lines if ln["treatment"] == "usage")
+        applied = 0
+        for scope, eligible in (("usage", usage), ("all", due)):
+            group = [w for w in wallets if w.applies_to == scope]
+            if not group:
+                continue
+            after, taken = draw(group, eligible, due - applied, day)
+            by_id = {w.wallet_id: w for w in after}
+            for wallet_id, amount in taken:
+                w = by_id[wallet_id]
+                applied += amount
+                self._wallet_moved(w, "drawdown", day, -amount, invoice_id, number)
+                self.wallet_events.append(("wallet.applied", wallet_id, account.entity, {
+                    "wallet": wallet_id, "invoice": number, "customer": account.customer, "entity": account.entity,
+                    "currency": account.currency, "date": day.isoformat(),
+                    "amount": format_minor(amount, account.currency),
+                    "credits": dec_plain(credits_of(amount, w.rate, w.currency)),
+                    "balance": format_minor(w.balance, account.currency)}))
+            wallets[:] = [by_id.get(w.wallet_id, w) for w in wallets]
+        return applied
+
+    def _wallet_moved(self, w: Wallet, kind: str, day: date, amount: int, invoice_id: int | None,
+                      number: str | None, auto: bool = False) -> None:
+        self.wallet_changed[w.wallet_id] = w
+        self.wallet_txns.append((w.wallet_id, kind, day.isoformat(), amount,
+                                 dec_plain(credits_of(abs(amount), w.rate, w.currency)), invoice_id, number, w.balance,
+                                 auto, self.uow.now()))
+
+    def _auto_topups(self, account: Account, day: date) -> None:
+        """A wallet with an automatic top-up rule that a draw-down took to its threshold or below is topped up
+        at once: a top-up invoice of its own, dated the same day."""
+        wallets = self.wallets.get((account.customer_id, account.entity, account.currency)) or []
+        for i, w in enumerate(wallets):
+            if (w.threshold is None or not w.topup_credits or w.balance > w.threshold or w.status != "active"
+                    or w.wallet_id not in self.wallet_changed or (w.expires is not None and day >= w.expires)):
+                continue
+            from closeloop.billing.wallets import topup_draft
+
+            draft, amount = topup_draft(account, w, w.topup_credits, day)
+            topped = dataclass_replace(w, balance=w.balance + amount)
+            wallets[i] = topped
+            inv = self.add(draft)
+            self._wallet_moved(topped, "topup", day, amount, inv["id"], inv["number"], auto=True)
+            self.wallet_events.append(("wallet.topped_up", w.wallet_id, account.entity, {
+                "wallet": w.wallet_id, "customer": account.customer, "entity": account.entity,
+                "currency": account.currency, "date": day.isoformat(), "amount": format_minor(amount, w.currency),
+                "credits": dec_plain(w.topup_credits), "invoice": inv["number"],
+                "balance": format_minor(topped.balance, w.currency), "auto": True}))
 
     def _apply_credit(self, account: Account, invoice_id: int, number: str, day: str, total: int) -> int:
         lots = self.credits.get((account.customer_id, account.entity, account.currency))
@@ -498,8 +635,9 @@ class _Writer:
             uow.executemany(
                 "INSERT INTO billing_invoice (id, number, kind, customer_id, customer, seq, entity, currency, date,"
                 " due_date, status, subtotal, tax, total, credit_created, credit_applied, paid, credited, written_off,"
-                " balance, original_id, reason, tax_breakdown, mentions, held_reason, run_id, payment_terms_days,"
-                " issued_at, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " balance, wallet_applied, original_id, reason, tax_breakdown, mentions, held_reason, run_id,"
+                " payment_terms_days, issued_at, created_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 self.invoices)
             uow.executemany(_LINE_INSERT, self.lines)
             credit_of = [(-ln[_CREDIT_AMOUNT], ln[_CREDIT_OF]) for ln in self.lines if ln[_KIND] == "credit"
@@ -531,6 +669,14 @@ class _Writer:
         if self.subscription_updates:
             uow.executemany("UPDATE billing_subscription SET scan_from = ?, next_date = ? WHERE contract_id = ?",
                             self.subscription_updates)
+        save_redemptions(uow, self.redemptions)
+        if self.wallet_changed:
+            uow.executemany("UPDATE billing_wallet SET balance = ? WHERE wallet_id = ?",
+                            [(w.balance, w.wallet_id) for w in self.wallet_changed.values()])
+            uow.executemany("INSERT INTO billing_wallet_txn (wallet_id, kind, date, amount, credits, invoice_id, invoice,"
+                            " balance_after, auto, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)", self.wallet_txns)
+        for event_type, wallet_id, entity, body in self.wallet_events:
+            uow.emit(event_type, "wallet", wallet_id, body, entity=entity)
 
 
 _LINE_FIELDS = ("id", "invoice_id", "line_no", "kind", "description", "sku", "contract_id", "line_id", "version",
@@ -687,7 +833,7 @@ def bill_partition(uow: Any, run_id: int, partition: int, customer_ids: Sequence
     loaded = _load(uow, customer_ids, entity)
     writer = _Writer(uow, run_id)
     writer.prepare(list(loaded.subs))
-    generated = _generate(loaded, as_of)
+    generated = _generate(loaded, as_of, writer.redemptions)
     writer.reserve(sum(len(gen.invoices) for _, _, gen in generated),
                    sum(len(d.charges) for _, _, gen in generated for d in gen.invoices))
     for _account, subs, gen in generated:
@@ -710,6 +856,9 @@ def finish_run(uow: Any, run_id: int) -> dict[str, Any]:
     if int(pending) == 0:
         uow.execute("UPDATE billing_run SET status = 'completed', invoices = ?, held = ?, completed_at = ? WHERE id = ?",
                     (int(counts[0]) - int(counts[1]), int(counts[1]), uow.now(), run_id))
+        from closeloop.billing.wallets import expire_due
+
+        expire_due(uow, date.fromisoformat(row[0]), row[1])
     numbers = [r[0] for r in uow.all("SELECT number FROM billing_invoice WHERE run_id = ? AND number IS NOT NULL"
                                      " ORDER BY id", (run_id,))]
     return {"run": run_id, "as_of": row[0], "entity": row[1], "status": "completed" if int(pending) == 0 else "running",
@@ -920,7 +1069,7 @@ def billing_partial(uow: Any, cmd: BillingPartial) -> dict[str, Any]:
 
 _INV_COLS = ("id, number, kind, customer_id, customer, seq, entity, currency, date, due_date, status, subtotal, tax,"
              " total, credit_created, credit_applied, paid, credited, written_off, balance, original_id, reason,"
-             " tax_breakdown, mentions, held_reason, run_id, payment_terms_days, issued_at")
+             " tax_breakdown, mentions, held_reason, run_id, payment_terms_days, issued_at, wallet_applied")
 _INV_FIELDS = [c.strip() for c in _INV_COLS.split(",")]
 
 
@@ -967,6 +1116,7 @@ def invoice_view(uow: Any, inv: Mapping[str, Any]) -> dict[str, Any]:
            "entity": inv["entity"], "date": inv["date"], "due_date": inv["due_date"], "currency": cur,
            "subtotal": m(inv["subtotal"]), "tax": m(inv["tax"]), "total": m(inv["total"]), "balance": m(inv["balance"]),
            "status": inv["status"], "credit_applied": m(inv["credit_applied"]),
+           "wallet_applied": m(inv["wallet_applied"] or 0),
            "credit_created": m(inv["credit_created"]), "paid": m(inv["paid"]), "credited": m(inv["credited"]),
            "written_off": m(inv["written_off"]), "held_reason": inv["held_reason"],
            "tax_breakdown": [{**g, "taxable": m(g["taxable"]), "tax": m(g["tax"])}
@@ -1199,7 +1349,16 @@ def issue_credit_memo(uow: Any, invoice_number: str, *, amount_minor: int | None
         raise ValidationError(f"invoice {invoice_number or inv['id']} is {inv['status']}: only issued invoices can be"
                               " credited", field="invoice", record=str(invoice_number))
     cur = inv["currency"]
-    src = [ln for ln in _lines(uow, inv["id"]) if ln["net"] > 0]
+    every = _lines(uow, inv["id"])
+    discount: dict[int, list[int]] = defaultdict(lambda: [0, 0])  # a charge's discount lines: net, tax
+    for ln in every:
+        if ln["kind"] == "discount" and ln["credit_of"] is not None:
+            discount[int(ln["credit_of"])][0] += ln["net"]
+            discount[int(ln["credit_of"])][1] += ln["tax"]
+    # a discounted charge is creditable for what it was billed after its discount (its discount lines fold in)
+    src = [{**ln, "net": ln["net"] + discount[ln["id"]][0], "tax": ln["tax"] + discount[ln["id"]][1]}
+           if ln["id"] in discount else ln for ln in every if ln["net"] > 0 and ln["kind"] != "discount"]
+    src = [ln for ln in src if ln["net"] > 0]
     left = {ln["line_no"]: ln["net"] - ln["memo_credited"] - ln["credited"] for ln in src}
     tax_left = {ln["line_no"]: ln["tax"] - ln["memo_tax_credited"] for ln in src}
     remaining = sum(max(0, v) for v in left.values())
@@ -1388,9 +1547,14 @@ def invoice_void(uow: Any, cmd: InvoiceVoid) -> dict[str, Any]:
     if _posted(uow, inv["number"]):
         raise ValidationError(f"invoice {inv['number']} is posted to the ledger: it cannot be voided; issue a credit"
                               " memo instead", field="invoice", record=inv["number"])
-    if int(inv["paid"]) or int(inv["credited"]) or int(inv["credit_applied"]) or int(inv["credit_created"]):
-        raise ValidationError(f"invoice {inv['number']} has payments, credits or created credit: credit it instead",
+    if int(inv["paid"]) or int(inv["credited"]) or int(inv["credit_applied"]) or int(inv["credit_created"]) \
+            or int(inv["wallet_applied"] or 0):
+        raise ValidationError(f"invoice {inv['number']} has payments, credits, prepaid credits or created credit:"
+                              " credit it instead", field="invoice", record=inv["number"])
+    if uow.one("SELECT 1 FROM billing_line WHERE invoice_id = ? AND kind = 'wallet_topup'", (inv["id"],)):
+        raise ValidationError(f"invoice {inv['number']} bought prepaid credits: credit it instead",
                               field="invoice", record=inv["number"])
+    restore(uow, int(inv["id"]))
     uow.execute("UPDATE billing_invoice SET status = 'void', balance = 0, reason = ? WHERE id = ?",
                 (cmd.reason, inv["id"]))
     reversed_credits = uow.all("SELECT credit_of, net FROM billing_line WHERE invoice_id = ? AND kind = 'credit' AND"
@@ -1446,7 +1610,7 @@ def release_held(uow: Any, exception: dict[str, Any], cmd: Any) -> dict[str, Any
     writer.prepare([int(inv["customer_id"])])
     number = writer.numbers.take(inv["entity"], "invoice")
     account = Account(int(inv["customer_id"]), inv["customer"], inv["entity"], cur, terms)
-    credit_created = credit_applied = 0
+    credit_created = credit_applied = wallet_applied = 0
     if total < 0:
         credit_created = -total
         writer.credit_rows.append((account.customer_id, account.entity, cur, invoice_id, day, credit_created))
@@ -1454,11 +1618,15 @@ def release_held(uow: Any, exception: dict[str, Any], cmd: Any) -> dict[str, Any
     else:
         credit_applied = writer._apply_credit(account, invoice_id, number, day, total)
         balance = total - credit_applied
+        taxed_lines = [{**ln, "tax": t.tax} for ln, t in zip(lines, taxed.lines, strict=True)]
+        wallet_applied = writer._apply_wallets(account, invoice_id, number, date.fromisoformat(day), taxed_lines,
+                                               balance)
+        balance -= wallet_applied
     status = _status(total, balance, 0, 0, 0)
     uow.execute("UPDATE billing_invoice SET number = ?, date = ?, due_date = ?, status = ?, tax = ?, total = ?,"
-                " credit_created = ?, credit_applied = ?, balance = ?, tax_breakdown = ?, mentions = ?, held_reason = NULL,"
-                " issued_at = ? WHERE id = ?",
-                (number, day, due, status, tax, total, credit_created, credit_applied, balance,
+                " credit_created = ?, credit_applied = ?, balance = ?, wallet_applied = ?, tax_breakdown = ?,"
+                " mentions = ?, held_reason = NULL, issued_at = ? WHERE id = ?",
+                (number, day, due, status, tax, total, credit_created, credit_applied, balance, wallet_applied,
                  dumps([_group_dict(g, cur) for g in taxed.groups]), dumps(list(taxed.mentions)), uow.now(), invoice_id))
     inv_view = {**inv, "number": number, "date": day, "due_date": due, "tax": tax, "total": total,
                 "credit_created": credit_created}
@@ -1561,7 +1729,8 @@ def invoice_document(uow: Any, number: str) -> dict[str, Any]:
             "line_no": ln["line_no"], "description": ln["description"], "sku": ln["sku"], "quantity": qty,
             "unit_price": unit, "net": m(ln["net"]), "tax": m(ln["tax"]), "tax_treatment": ln["tax_treatment"],
             "tax_rate": ln["tax_rate"], "tax_category": ln["tax_category"], "period_start": ln["service_from"],
-            "period_end": _end_inclusive(ln["service_to"]) if ln["service_to"] else ln["service_from"]})
+            "period_end": _end_inclusive(ln["service_to"]) if ln["service_to"] else ln["service_from"],
+            **({"kind": ln["kind"]} if ln["kind"] in SPECIAL_KINDS else {})})
     breakdown = []
     for g in json.loads(inv["tax_breakdown"] or "null") or _memo_breakdown(lines):
         item = {"treatment": g["treatment"], "rate": g["rate"], "category": g["category"], "taxable": m(g["taxable"]),
@@ -1581,7 +1750,9 @@ def invoice_document(uow: Any, number: str) -> dict[str, Any]:
                   "postal_code": cust.postal_code, "tax_id": cust.tax_id, "email": cust.email, "address": cust.address},
         "lines": out_lines, "tax_breakdown": breakdown, "subtotal": m(inv["subtotal"]), "tax": m(inv["tax"]),
         "total": m(inv["total"]), "credit_applied": m(inv["credit_applied"]),
-        "amount_due": m(max(int(inv["total"]) - int(inv["credit_applied"]), 0)) if inv["kind"] == "invoice" else m(0),
+        **({"wallet_applied": m(inv["wallet_applied"])} if int(inv["wallet_applied"] or 0) else {}),
+        "amount_due": m(max(int(inv["total"]) - int(inv["credit_applied"]) - int(inv["wallet_applied"] or 0), 0))
+        if inv["kind"] == "invoice" else m(0),
         "mentions": list(mentions), "payment_terms_days": int(inv["payment_terms_days"]),
         "original_invoice": None, "reason": None,
     }

@@ -11,7 +11,11 @@
   credits received);
 - ``billing_credit`` / ``billing_credit_use``: customer credit (negative invoices, credit memos
   beyond the balance) and its applications;
-- ``billing_sequence``: gapless numbers per legal entity and sequence (invoice, credit memo).
+- ``billing_sequence``: gapless numbers per legal entity and sequence (invoice, credit memo);
+- ``billing_coupon`` / ``billing_coupon_redemption``: coupons and where they apply (customer, contract
+  or line), with what each redemption has used;
+- ``billing_wallet`` / ``billing_wallet_txn``: prepaid credits (balances in minor units) and every
+  top-up, draw-down and expiry.
 """
 
 from __future__ import annotations
@@ -154,6 +158,7 @@ billing_invoice = sa.Table(
     sa.Column("credited", sa.BigInteger, nullable=False),  # by credit memos
     sa.Column("written_off", sa.BigInteger, nullable=False),
     sa.Column("balance", sa.BigInteger, nullable=False),
+    sa.Column("wallet_applied", sa.BigInteger, nullable=False, server_default=sa.text("0")),  # prepaid credits used
     sa.Column("original_id", sa.BigInteger),  # credit memo: the invoice it credits
     sa.Column("reason", sa.Text),
     sa.Column("tax_breakdown", sa.Text),  # JSON [{treatment, rate, category, taxable, tax, exemption_reason, mention}]
@@ -238,4 +243,78 @@ billing_sequence = sa.Table(
     sa.Column("entity", sa.String(16), primary_key=True),
     sa.Column("kind", sa.String(16), primary_key=True),
     sa.Column("next_value", sa.BigInteger, nullable=False),
+)
+
+billing_coupon = sa.Table(
+    "billing_coupon",
+    metadata,
+    sa.Column("code", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("percent_off", sa.String(20)),
+    sa.Column("amount_off", sa.BigInteger),  # minor units of currency
+    sa.Column("currency", sa.String(3)),
+    sa.Column("duration", sa.String(16), nullable=False),  # once, repeating, forever
+    sa.Column("duration_months", sa.Integer),
+    sa.Column("redeem_by", sa.String(10)),  # last day it may be redeemed
+    sa.Column("max_redemptions", sa.Integer),
+    sa.Column("redeemed", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.String(32), nullable=False),
+)
+
+billing_coupon_redemption = sa.Table(
+    "billing_coupon_redemption",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("coupon", sa.String(64), nullable=False),
+    sa.Column("customer_id", sa.BigInteger, nullable=False),
+    sa.Column("customer", sa.String(128), nullable=False),
+    sa.Column("contract_id", sa.String(64)),
+    sa.Column("line_id", sa.String(64)),
+    sa.Column("scope", sa.String(140), nullable=False),  # "<contract>/<line>" ("/" for the whole customer)
+    sa.Column("start", sa.String(10), nullable=False),
+    sa.Column("uses", sa.Integer, nullable=False),
+    sa.Column("remaining", sa.BigInteger),  # a once fixed coupon's value left
+    sa.Column("discounted", sa.BigInteger, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # active, exhausted
+    sa.Column("source", sa.String(16), nullable=False),  # apply, quote
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.UniqueConstraint("coupon", "customer_id", "scope"),
+    sa.Index("ix_billing_coupon_redemption_customer_id", "customer_id", "status"),
+)
+
+billing_wallet = sa.Table(
+    "billing_wallet",
+    metadata,
+    sa.Column("wallet_id", sa.String(64), primary_key=True),
+    sa.Column("customer_id", sa.BigInteger, nullable=False),
+    sa.Column("customer", sa.String(128), nullable=False),
+    sa.Column("entity", sa.String(16), nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("rate", sa.String(40), nullable=False),  # value of one credit in the currency
+    sa.Column("balance", sa.BigInteger, nullable=False),  # minor units
+    sa.Column("applies_to", sa.String(8), nullable=False),  # usage, all
+    sa.Column("expires", sa.String(10)),  # first day the credits can no longer be used
+    sa.Column("threshold", sa.BigInteger),  # automatic top-up at or below this balance
+    sa.Column("topup_credits", sa.String(40)),
+    sa.Column("status", sa.String(16), nullable=False),  # active, expired
+    sa.Column("created", sa.String(10), nullable=False),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Index("ix_billing_wallet_customer_id", "customer_id"),
+)
+
+billing_wallet_txn = sa.Table(
+    "billing_wallet_txn",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("wallet_id", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # topup, drawdown, expiry
+    sa.Column("date", sa.String(10), nullable=False),
+    sa.Column("amount", sa.BigInteger, nullable=False),  # + top-up, - draw-down or expiry
+    sa.Column("credits", sa.String(40), nullable=False),
+    sa.Column("invoice_id", sa.BigInteger),
+    sa.Column("invoice", sa.String(40)),
+    sa.Column("balance_after", sa.BigInteger, nullable=False),
+    sa.Column("auto", sa.Boolean, nullable=False),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Index("ix_billing_wallet_txn_wallet_id", "wallet_id"),
 )

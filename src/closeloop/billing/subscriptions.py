@@ -17,7 +17,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from closeloop.contracts.model import Change, ContractLine, LineUpdate, replay
+from closeloop.contracts.model import Change, ContractLine, LineUpdate, extensions_of, replay
 from closeloop.core.events import Event, handles
 from closeloop.core.uow import dumps
 
@@ -45,7 +45,7 @@ def change_from_payload(p: Mapping[str, Any]) -> Change:
         if not lines:
             lines = tuple(ContractLine.from_dict(x) for x in p.get("lines") or ())
         months = ch.get("term_months") or (p.get("term") or {}).get("months")
-        return Change(lines=lines, term_months=int(months), **common)
+        return Change(lines=lines, term_months=int(months), extensions=extensions_of(p.get("extensions")), **common)
     if kind == "amendment":
         added: list[ContractLine] = []
         updates: list[LineUpdate] = []
@@ -100,6 +100,10 @@ def on_contract_event(uow: Any, ev: Event) -> None:
                     " next_date = ?, changes = ?, updated_at = ? WHERE contract_id = ?",
                     (int(p["customer_id"]), p["customer"], status, scan_from, _min_date(row[1], effective),
                      len(changes), uow.now(), cid))
+    if change.extensions or any(ln.extensions for ln in change.lines):
+        from closeloop.billing.coupons import redeem_from_contract
+
+        redeem_from_contract(uow, p, change, change.lines)
     uow.execute("DELETE FROM billing_meter WHERE contract_id = ?", (cid,))
     meters = [(cid, s.line.line_id, s.start.isoformat(), s.end.isoformat(), int(p["customer_id"]),
                s.line.list_terms.metric) for s in tl.segments if s.line.metered]

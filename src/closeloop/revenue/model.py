@@ -73,8 +73,8 @@ MODIFICATIONS = ("prospective", "catch_up")
 DEFAULT_REVENUE_ROLE = {"ratable": "revenue", "point_in_time": "revenue", "usage": "usage_revenue",
                         "milestone": "services_revenue"}
 # Kinds of schedule pieces.
-RATABLE, POINT, MILESTONE, CATCH_UP, REMAINDER, USAGE, CREDIT = (
-    "ratable", "point", "milestone", "catch_up", "remainder", "usage", "credit")
+RATABLE, POINT, MILESTONE, CATCH_UP, REMAINDER, USAGE, CREDIT, DISCOUNT = (
+    "ratable", "point", "milestone", "catch_up", "remainder", "usage", "credit", "discount")
 
 
 class Calendar(Protocol):

@@ -51,6 +51,7 @@ READ_ROLES = ("controller", "admin", "billing", "read_only", "sales_ops", "colle
 CONTRACT_EVENTS = ("contract.activated", "contract.amended", "contract.renewed", "contract.cancelled")
 PENDING = "pending"  # the schedule bucket of rows waiting for an event (a milestone not completed)
 STANDALONE = "invoice:"  # the contract id of an invoice line outside any contract: invoice:<number>
+WALLET = "wallet:"  # prepaid credits: the contract liability of wallet <id> (billed by top-ups, drawn by invoices)
 
 
 # =========================================================================== plans from events
@@ -156,7 +157,7 @@ def _sync_obligations(uow: Any, plan: ContractPlan, pieces: Sequence[Piece]) -> 
     allocations = {a.line_id: a for a in plan.allocations()}
     extra: dict[str, int] = defaultdict(int)
     for p in pieces:
-        if p.kind in (model.USAGE, model.CREDIT):
+        if p.kind in (model.USAGE, model.CREDIT, model.DISCOUNT):
             extra[p.line_id] += p.amount
     lines = [f for f in plan.facts if f.line_id in allocations or f.line_id in extra
              or any(s.line_id == f.line_id for t in plan.terms for s in t.segments)]
@@ -235,7 +236,7 @@ def _store_position(uow: Any, contract_id: str, pos: Position) -> None:
 def _nets(contract_id: str) -> bool:
     """Contracts net their asset and liability; a charge outside any contract (``invoice:<number>``) is its
     own billing, so its deferred revenue is simply billed - recognised."""
-    return not contract_id.startswith(STANDALONE)
+    return not contract_id.startswith((STANDALONE, WALLET))
 
 
 def _booked_for(uow: Any, contract_id: str, day: str) -> list[model.Booked]:
@@ -327,7 +328,12 @@ def on_invoice_issued(uow: Any, ev: Event) -> None:
         net = to_minor(ln["net"], cur)
         cid, line_id = ln.get("contract_id"), ln.get("line_id")
         treatment = str(ln.get("treatment") or "point_in_time")
-        if not cid:
+        if ln.get("wallet"):
+            # prepaid credits bought: a contract liability of the wallet, recognised as the credits are used (by
+            # the invoices they pay) or lapse (breakage): no schedule of its own
+            cid, line_id = f"{WALLET}{ln['wallet']}", "credits"
+            _wallet_contract(uow, cid, entity, cur, str(p.get("customer") or ""))
+        elif not cid:
             # a charge outside any contract: an obligation of its own, satisfied on the invoice date
             cid, line_id = f"{STANDALONE}{number}", str(ln["line_no"])
             _standalone(uow, cid, line_id, entity, cur, str(p.get("customer") or ""), treatment, ln)
@@ -339,6 +345,14 @@ def on_invoice_issued(uow: Any, ev: Event) -> None:
             line_id = str(line_id or ln["line_no"])
             if treatment == "usage" or _metered(uow, cid, line_id):  # usage: recognised as billed
                 adjustments.append((cid, line_id, model.USAGE, day, day, net, number))
+                replans.add(cid)
+            elif ln.get("kind") == "discount":
+                # a coupon's discount lowers the price of the obligation it discounts, over the same service
+                # period (at once where it has none), as a credit memo does
+                first, last = day, day
+                if treatment == "ratable" and ln.get("period_start") and ln.get("period_end"):
+                    first, last = str(ln["period_start"]), str(ln["period_end"])
+                adjustments.append((cid, line_id, model.DISCOUNT, first, last, net, number))
                 replans.add(cid)
         rows.append((number, int(ln["line_no"]), "invoice", number, cid, line_id, entity, cur, day, net, treatment,
                      str(ln.get("revenue_role") or ""), ln.get("period_start"), ln.get("period_end"),
@@ -352,6 +366,52 @@ def on_invoice_issued(uow: Any, ev: Event) -> None:
     _book_billing(uow, document=number, entity=entity, currency=cur, day=day, billed=billed,
                   aggregate=("invoice", number))
     _record_billing(uow, rows)
+
+
+def _wallet_contract(uow: Any, cid: str, entity: str, currency: str, customer: str) -> None:
+    uow.execute(
+        "INSERT INTO revenue_contract (contract_id, entity, currency, customer, billed, recognised, deferred, unbilled,"
+        " transaction_price, updated_at) VALUES (?,?,?,?,0,0,0,0,0,?) ON CONFLICT (contract_id) DO NOTHING",
+        (cid, entity, currency, customer, uow.now()))
+
+
+@handles("wallet.applied", "revenue")
+def on_wallet_applied(uow: Any, ev: Event) -> None:
+    """Prepaid credits paid an invoice: the wallet's liability goes down (the invoice's own lines carry the revenue,
+    recognised like any other)."""
+    p = ev.payload
+    cid, cur, day = f"{WALLET}{p['wallet']}", str(p["currency"]), str(p["date"])
+    if not uow.one("SELECT 1 FROM revenue_contract WHERE contract_id = ?", (cid,)):
+        raise NotReady(f"wallet {p['wallet']} is not known to revenue recognition yet (its top-up invoice first)")
+    amount = to_minor(p["amount"], cur)
+    document = f"wallet.applied:{ev.id}"
+    item = {"line_no": 1, "description": f"Prepaid credits applied to {p['invoice']}", "revenue_role": "revenue",
+            "treatment": "prepaid"}
+    _book_billing(uow, document=document, entity=str(p["entity"]), currency=cur, day=day,
+                  billed={cid: [_Billed(cid, "credits", -amount, item)]}, aggregate=("wallet", str(p["wallet"])))
+    _record_billing(uow, [(document, 1, "wallet", str(p["invoice"]), cid, "credits", str(p["entity"]), cur, day,
+                           -amount, "prepaid", "revenue", None, None, item["description"])])
+
+
+@handles("wallet.expired", "revenue")
+def on_wallet_expired(uow: Any, ev: Event) -> None:
+    """Credits that lapse are breakage: revenue when the customer can no longer use them (the remote-likelihood
+    method of ASC 606-10-55-48 / IFRS 15.B46); posted by wallet.expired's own rule (Dr deferred revenue, Cr
+    revenue), recorded here so the revenue reports and the contract liability agree with the GL."""
+    p = ev.payload
+    cid, cur, entity = f"{WALLET}{p['wallet']}", str(p["currency"]), str(p["entity"])
+    pos, head = _position(uow, cid)
+    amount = to_minor(p["amount"], cur)
+    day = date.fromisoformat(str(p["date"]))
+    period = entity_calendar(uow, entity).period_of(day)
+    b, r = pos.billed, pos.recognised + amount
+    _store_position(uow, cid, Position(b, r, b - r, 0))
+    rid = uow.next_ids("revenue_recognition", 1)
+    uow.execute(
+        "INSERT INTO revenue_recognition (id, run, kind, contract_id, line_id, entity, currency, customer, period, date,"
+        " amount, deferred, unbilled, revenue_role, event_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (rid, f"wallet.expired:{p['wallet']}", "revenue", cid, "breakage", entity, cur, head["customer"], period,
+         day.isoformat(), amount, amount, 0, "revenue", ev.id))
 
 
 def _record_billing(uow: Any, rows: list[tuple[Any, ...]]) -> None:
