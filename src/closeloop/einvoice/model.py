@@ -134,10 +134,10 @@ def check_totals(doc: Mapping[str, Any]) -> list[Problem]:
         problems.append(Problem("tax", f"{tax} is not the sum of the line tax amounts ({line_tax})"))
     if subtotal + tax != total:
         problems.append(Problem("total", f"{total} is not subtotal {subtotal} + tax {tax}"))
-    due = total - dec(doc.get("credit_applied"))
+    due = total - paid_amount(doc)
     if "amount_due" in doc and not is_credit(doc) and max(due, Decimal(0)) != dec(doc.get("amount_due")):
-        problems.append(Problem("amount_due", f"{doc.get('amount_due')} is not total {total} - credit applied"
-                                f" {dec(doc.get('credit_applied'))}"))
+        problems.append(Problem("amount_due", f"{doc.get('amount_due')} is not total {total} - credit and prepaid"
+                                f" credits applied {paid_amount(doc)}"))
     if groups:
         g_tax = sum((dec(g.get("tax")) for g in groups), Decimal(0))
         if g_tax != tax:
@@ -153,6 +153,16 @@ def check_totals(doc: Mapping[str, Any]) -> list[Problem]:
             if taxes != dec(g.get("tax")):
                 problems.append(Problem(where, f"tax {g.get('tax')} is not the sum of its lines' tax ({taxes})"))
     return problems
+
+
+def paid_amount(doc: Mapping[str, Any]) -> Decimal:
+    """What was paid before the invoice was issued (BT-113): customer credit and prepaid credits (a wallet)."""
+    return dec(doc.get("credit_applied")) + dec(doc.get("wallet_applied"))
+
+
+def is_allowance(line: Mapping[str, Any], sign: int = 1) -> bool:
+    """A coupon's discount line (kind ``discount``, negative): a document-level allowance (BG-20) in EN 16931."""
+    return line.get("kind") == "discount" and dec(line.get("net")) * sign < 0
 
 
 def check_export(doc: Mapping[str, Any], fmt: str) -> list[Problem]:
@@ -297,8 +307,25 @@ def en16931(doc: Mapping[str, Any]) -> dict[str, Any]:
                 entry["BT-121"] = VATEX[cat]
         breakdown.append(entry)
     data["BG-23"] = breakdown
+    # coupons' discount lines are document-level allowances (BG-20): amount, reason, code 95 (discount), the VAT
+    # category and rate of the line they discount (BR-CO-13: BT-109 = BT-106 - BT-107)
+    allowances = []
+    for line in lines:
+        if not is_allowance(line, sign):
+            continue
+        cat = category(line)
+        allowance = {"amount": _money(-dec(line.get("net")) * sign, 1), "reason": str(line.get("description") or
+                                                                                       "Discount"),
+                     "reason_code": "95", "vat_category_code": cat}
+        if cat != "O":
+            allowance["vat_rate"] = percent(line.get("tax_rate"))
+        allowances.append(allowance)
+    if allowances:
+        data["BG-20"] = allowances
     out_lines = []
     for line in lines:
+        if is_allowance(line, sign):
+            continue
         qty, price = _quantity_and_price(line, sign)
         entry = {"BT-126": str(line["line_no"]), "BT-129": qty, "BT-130": "C62",
                  "BT-131": _money(line.get("net"), sign), "BT-146": price, "BT-151": category(line),
@@ -311,10 +338,15 @@ def en16931(doc: Mapping[str, Any]) -> dict[str, Any]:
         out_lines.append(entry)
     data["BG-25"] = out_lines
     subtotal, tax, total = (_money(doc.get(k), sign) for k in ("subtotal", "tax", "total"))
-    paid = _money(doc.get("credit_applied"), sign) if doc.get("credit_applied") not in (None, "") else None
+    paid = _money(paid_amount(doc), sign) if doc.get("credit_applied") not in (None, "") \
+        or doc.get("wallet_applied") else None
     # BR-CO-16: amount due = total - paid; a credit memo's "due" is its total (what is credited)
     due = total if credit else format(dec(total) - dec(paid or 0), "f")
-    data.update({"BT-106": subtotal, "BT-109": subtotal, "BT-110": tax, "BT-112": total, "BT-115": due})
+    allowed = sum((dec(a["amount"]) for a in allowances), Decimal(0))
+    line_total = format(dec(subtotal) + allowed, "f")
+    data.update({"BT-106": line_total, "BT-109": subtotal, "BT-110": tax, "BT-112": total, "BT-115": due})
+    if allowances:
+        data["BT-107"] = format(allowed, "f")
     if paid is not None and dec(paid) != 0:
         data["BT-113"] = paid
     return data

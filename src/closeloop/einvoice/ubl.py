@@ -123,6 +123,15 @@ def build_ubl(data: Mapping[str, Any]) -> bytes:
         _cbc(_cac(root, "Delivery"), "ActualDeliveryDate", data["BT-72"])
     if data.get("BT-20"):
         _cbc(_cac(root, "PaymentTerms"), "Note", data["BT-20"])
+    for allowance in data.get("BG-20") or []:  # document-level allowances (a coupon's discount lines)
+        node = _cac(root, "AllowanceCharge")
+        _cbc(node, "ChargeIndicator", "false")
+        if allowance.get("reason_code"):
+            _cbc(node, "AllowanceChargeReasonCode", allowance["reason_code"])
+        if allowance.get("reason"):
+            _cbc(node, "AllowanceChargeReason", allowance["reason"])
+        _amount(node, "Amount", allowance["amount"], cur)
+        _tax_category(node, "TaxCategory", allowance["vat_category_code"], allowance.get("vat_rate") or "0")
     total = _cac(root, "TaxTotal")
     _amount(total, "TaxAmount", data.get("BT-110") or "0", cur)
     for g in data.get("BG-23") or []:
@@ -134,6 +143,8 @@ def build_ubl(data: Mapping[str, Any]) -> bytes:
     _amount(money, "LineExtensionAmount", data["BT-106"], cur)
     _amount(money, "TaxExclusiveAmount", data["BT-109"], cur)
     _amount(money, "TaxInclusiveAmount", data["BT-112"], cur)
+    if data.get("BT-107"):
+        _amount(money, "AllowanceTotalAmount", data["BT-107"], cur)
     if data.get("BT-113"):
         _amount(money, "PrepaidAmount", data["BT-113"], cur)
     _amount(money, "PayableAmount", data["BT-115"], cur)
