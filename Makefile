@@ -42,6 +42,7 @@ bench-quick: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/python -m closeloop.bench.soak
 	$(BIN)/python -m closeloop.bench.crash
+	$(BIN)/python -m closeloop.bench.scale_check
 
 ## Known vulnerabilities in the installed dependencies (pip-audit); a network failure warns, never fails.
 audit: $(STAMP)
