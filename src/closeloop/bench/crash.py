@@ -868,7 +868,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sqlite", type=int, default=100, help="trials on SQLite")
     parser.add_argument("--postgres", type=int, default=30, help="trials on PostgreSQL (a throwaway cluster)")
     parser.add_argument("--seeds", type=int, default=3, help="seeded companies (each has its uninterrupted run)")
-    parser.add_argument("--customers", type=int, default=10)
+    parser.add_argument("--customers", type=int, default=16)
     parser.add_argument("--workload", action="append", choices=WORKLOADS, help="only these workloads")
     parser.add_argument("--exec", dest="use_exec", action="store_true", help="children as fresh interpreters")
     parser.add_argument("--strict", action="store_true", help="compare run numbers too (see KNOWN_DIFFERENCES)")
