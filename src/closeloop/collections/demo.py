@@ -92,7 +92,8 @@ def run_demo_collections(app: Any, through: str, console: Any, since: str | None
                                      " collections_invoice WHERE date <= ? AND total > 0 ORDER BY date, number",
                                      (end.isoformat(),))]
     demo = _Demo(app, console)
-    demo.n = _CARRIED.get(id(app), {}).get("n", demo.n)  # webhook event ids continue across windows
+    if start is not None:  # walking in windows: webhook event ids continue from the previous window
+        demo.n = _CARRIED.get(id(app), {}).get("n", demo.n)
     rng = random.Random(2026)
     actions: list[tuple[date, int, str, dict[str, Any]]] = []
     seq = 0
