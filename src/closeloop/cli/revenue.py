@@ -90,11 +90,11 @@ def rollforward(period: Annotated[str, typer.Option("--period", help="YYYY-MM or
 
 def print_rollforward(result: dict[str, Any], console: Any = None) -> None:
     console = console or out
-    table = Table("entity", "ccy", "period", "opening", "billed", "recognised", "asset offset", "closing", "GL",
-                  "ties", title="deferred revenue roll-forward")
+    table = Table("entity", "ccy", "period", "opening", "billed", "migrated", "recognised", "asset offset", "closing",
+                  "GL", "ties", title="deferred revenue roll-forward")
     for r in result["rows"]:
-        table.add_row(r["entity"], r["currency"], r["period"], r["opening"], r["billed"], r["recognized"],
-                      r["contract_asset_offset"], r["closing"], r["gl_closing"],
+        table.add_row(r["entity"], r["currency"], r["period"], r["opening"], r["billed"], r["migrated"],
+                      r["recognized"], r["contract_asset_offset"], r["closing"], r["gl_closing"],
                       "[green]yes[/]" if r["ties"] else f"[red]no ({r['difference']})[/]")
     console.print(table)
 

@@ -660,6 +660,57 @@ def due(amount: int, first: date, last: date, through: date) -> int:
     return allocate(amount, [left, done])[1]
 
 
+# --------------------------------------------------------------------------- contracts migrated from a legacy system
+
+
+def split_at_cutover(pieces: Iterable[Piece], cutover: date) -> tuple[list[Piece], dict[str, int]]:
+    """A migrated contract's schedule pieces split at the cutover (the last day of the legacy system's books):
+    the pieces closeloop recognises (the days after the cutover) and, per obligation, what the pieces held
+    through it (recognised by the legacy system; closeloop never books it).
+
+    A piece spanning the cutover — a service period billed in advance across it — is cut by days with
+    :func:`split_piece` (the part after it rounded half-up, as billing rounds a credit for unused days), so
+    what is carried for it is the period's charge x days after the cutover / days of the period, as a legacy
+    system deferring each invoice line by days carries it. Pending pieces (a milestone not completed) stay."""
+    kept: list[Piece] = []
+    legacy: dict[str, int] = {}
+    cut = cutover + ONE_DAY
+    for p in pieces:
+        if p.first is None or p.last is None:
+            kept.append(p)
+            continue
+        if p.last < cut:
+            legacy[p.line_id] = legacy.get(p.line_id, 0) + p.amount
+            continue
+        if p.first < cut:
+            before, p = split_piece(p, cut)
+            legacy[p.line_id] = legacy.get(p.line_id, 0) + before.amount
+        kept.append(p)
+    return kept, legacy
+
+
+def billed_through(snap: Snapshot, through: date) -> dict[str, int]:
+    """What each line of a contract billed for its service through ``through`` (inclusive), as billing charges
+    it: every billing period that ends by then (a period running past it by days, which a validated
+    billed-through date never leaves); a one-time charge once its first day is reached. Usage is variable
+    consideration billed as used: not counted."""
+    out: dict[str, int] = {}
+    for s in snap.segments:
+        if not snap.facts_of(s.line_id).allocatable or s.start > through:
+            continue
+        total = 0
+        if s.months is None or s.period_amount is None:
+            total = s.value
+        else:
+            for first, last, value in billing_pieces(s, snap.start, snap.billing_day):
+                if last <= through:
+                    total += value
+                elif first <= through:
+                    total += allocate(value, [(through - first).days + 1, (last - through).days])[0]
+        out[s.line_id] = out.get(s.line_id, 0) + total
+    return out
+
+
 # --------------------------------------------------------------------------- the contract position
 
 

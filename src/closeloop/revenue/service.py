@@ -10,6 +10,9 @@ Events consumed (docs/revenue.md):
   (a ``revenue.recognized`` line with amount 0, deferred +x, unbilled -x);
 - ``credit_memo.issued``: a price concession: billed goes down and the credited amount comes off the
   obligation's schedule over the credited line's service period (as Stripe Revenue Recognition does).
+- ``contract.migrated``: a contract brought in from a legacy system: its schedule through the cutover is the
+  legacy system's, and what the legacy system billed by the billed-through date less what it recognised by
+  the cutover is carried in as the contract's opening position (docs/revenue.md, "Migrated contracts").
 
 Event emitted: ``revenue.recognized`` (config/event_catalogue.yaml), posted by the shipped rules: Dr
 deferred_revenue (deferred), Dr unbilled_receivable (unbilled), Cr the line's revenue role (amount).
@@ -23,6 +26,7 @@ Command ``revrec.run {through, entity?, dry_run?}``; queries ``allocation``, ``r
 from __future__ import annotations
 
 import gc
+import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -107,6 +111,9 @@ def _replan_contract(uow: Any, contract_id: str) -> ContractPlan:
     plan = contract_plan(uow, contract_id)
     calendar = entity_calendar(uow, plan.entity)
     pieces = list(plan.pieces) + _adjustments(uow, contract_id)
+    migrated = _migration(uow, contract_id)
+    if migrated is not None:  # the legacy system recognised everything through the cutover
+        pieces = model.split_at_cutover(pieces, date.fromisoformat(migrated["cutover"]))[0]
     new_rows = model.entries(pieces, calendar)
     _sync_schedule(uow, plan, new_rows, calendar)
     _sync_obligations(uow, plan, pieces)
@@ -208,6 +215,77 @@ def on_milestone_completed(uow: Any, ev: Event) -> None:
                 " ON CONFLICT (contract_id, line_id, milestone_id) DO UPDATE SET date = excluded.date",
                 (cid, str(p["line_id"]), str(p["milestone_id"]), str(p["date"])))
     replan(uow, cid)
+
+
+# --------------------------------------------------------------------------- contracts migrated from a legacy system
+
+
+def _migration(uow: Any, contract_id: str) -> dict[str, Any] | None:
+    rows = uow.dicts("SELECT contract_id, entity, cutover, billed_through, system, lines FROM revenue_migration"
+                     " WHERE contract_id = ?", (contract_id,))
+    return rows[0] if rows else None
+
+
+def migration_document(contract_id: str) -> str:
+    """The billing document of a migrated contract's opening position (``revenue_billing.document``)."""
+    doc = f"migrated:{contract_id}"
+    if len(doc) <= 64:
+        return doc
+    return f"migrated:{hashlib.sha256(contract_id.encode()).hexdigest()[:40]}"
+
+
+@handles("contract.migrated", "revenue")
+def on_contract_migrated(uow: Any, ev: Event) -> None:
+    """A contract brought in from a legacy system with its original start (docs/revenue.md, "Migrated
+    contracts"). The legacy system recognised everything through the cutover (the date of the opening
+    balances): those schedule rows are dropped, now and at every replan. What the legacy system billed for the
+    service through the billed-through date, less what the schedule held through the cutover, is the
+    contract's opening position — a contract liability (deferred revenue billed in advance for the days after
+    the cutover) or a contract asset (recognised there, billed here in arrears). It is booked on the cutover
+    date as a billing of kind ``migration``, with no ``revenue.recognized`` event: the migration's opening
+    balance journal carries it into the GL."""
+    p = ev.payload
+    cid = str(p["contract_id"])
+    changes = load_changes(uow, cid)
+    if not changes:
+        raise NotReady(f"contract {cid} is not known to revenue recognition yet (contract.activated first)")
+    if _migration(uow, cid) is not None:
+        return  # migrated once: a second event changes nothing
+    if not p.get("cutover"):
+        raise ValidationError(f"contract.migrated for {cid} has no cutover: recognition cannot tell what the legacy"
+                              " system recognised", field="cutover", record=cid)
+    cutover = date.fromisoformat(str(p["cutover"]))
+    through = date.fromisoformat(str(p["billed_through"]))
+    system = str(p.get("system") or "legacy")[:200]
+    plan = model.plan_contract(changes, _completions(uow, cid))
+    _, recognised = model.split_at_cutover(list(plan.pieces) + _adjustments(uow, cid), cutover)
+    billed = model.billed_through(changes[-1].snapshot, through)
+    order = [f.line_id for f in plan.facts if f.line_id in billed or f.line_id in recognised]
+    lines = {x: {"billed": billed.get(x, 0), "recognised": recognised.get(x, 0)} for x in order}
+    uow.execute("INSERT INTO revenue_migration (contract_id, entity, cutover, billed_through, system, lines, event_id,"
+                " recorded_at) VALUES (?,?,?,?,?,?,?,?)",
+                (cid, plan.entity, cutover.isoformat(), through.isoformat(), system, dumps(lines), ev.id, uow.now()))
+    _replan_contract(uow, cid)
+    pos, _ = _position(uow, cid)
+    document = migration_document(cid)
+    rows = []
+    for n, line_id in enumerate(order, 1):
+        net = lines[line_id]["billed"] - lines[line_id]["recognised"]
+        if not net:
+            continue
+        ob = uow.one("SELECT treatment, revenue_role FROM revenue_obligation WHERE contract_id = ? AND line_id = ?",
+                     (cid, line_id))
+        ahead = through > cutover
+        rows.append((document, n, "migration", document, cid, line_id, plan.entity, plan.currency,
+                     cutover.isoformat(), net, str(ob[0]) if ob else "ratable", str(ob[1]) if ob else "revenue",
+                     (cutover + ONE_DAY).isoformat() if ahead else None, through.isoformat() if ahead else None,
+                     f"Migrated from {system}: billed through {through.isoformat()}, recognised through"
+                     f" {cutover.isoformat()}"))
+    _record_billing(uow, rows)
+    net = sum(r[9] for r in rows)
+    # what the opening balance journal adds to the GL for this contract: its liability, or its asset
+    _store_position(uow, cid, Position(pos.billed + net, pos.recognised, pos.deferred + max(net, 0),
+                                       pos.unbilled + max(-net, 0)))
 
 
 @dataclass
@@ -464,6 +542,9 @@ def on_credit_memo_issued(uow: Any, ev: Event) -> None:
     inv_lines = uow.dicts("SELECT line_no, contract_id, line_id, net, treatment, revenue_role, period_start, period_end,"
                           " description"
                           " FROM revenue_billing WHERE document = ? AND kind = 'invoice' ORDER BY line_no", (invoice,))
+    if not inv_lines and _legacy_invoice(uow, invoice):
+        _credit_legacy_invoice(uow, p)
+        return
     if not inv_lines:
         raise NotReady(f"credit memo {memo} credits invoice {invoice}, not seen by revenue recognition yet")
     targets = _memo_targets(p.get("lines") or (), inv_lines, cur)
@@ -484,6 +565,60 @@ def on_credit_memo_issued(uow: Any, ev: Event) -> None:
     for cid in sorted(billed):
         replan(uow, cid)
     _book_billing(uow, document=memo, entity=entity, currency=cur, day=day, billed=billed,
+                  aggregate=("invoice", invoice))
+    _record_billing(uow, rows)
+
+
+LEGACY = "legacy"  # the obligation treatment of an open invoice migrated from a legacy system
+
+
+@handles("invoice.migrated", "revenue")
+def on_invoice_migrated(uow: Any, ev: Event) -> None:
+    """An open invoice migrated from a legacy system (no ``invoice.issued``): its revenue is the legacy system's
+    (recognised there, or carried in a migrated contract's opening deferred revenue), so nothing is billed or
+    scheduled here. Recognition only learns the invoice, so a credit memo on it is known (a price concession
+    on revenue already recognised: see :func:`_credit_legacy_invoice`)."""
+    p = ev.payload
+    cid = f"{STANDALONE}{p['invoice']}"
+    uow.execute(
+        "INSERT INTO revenue_contract (contract_id, entity, currency, customer, billed, recognised, deferred, unbilled,"
+        " transaction_price, updated_at) VALUES (?,?,?,?,0,0,0,0,0,?) ON CONFLICT (contract_id) DO NOTHING",
+        (cid, str(p["entity"]), str(p["currency"]), str(p.get("customer") or ""), uow.now()))
+    uow.execute(
+        "INSERT INTO revenue_obligation (contract_id, line_id, seq, treatment, revenue_role, product_family, ssp,"
+        " allocated) VALUES (?,?,?,?,?,?,NULL,0) ON CONFLICT (contract_id, line_id) DO NOTHING",
+        (cid, "1", 1, LEGACY, "revenue", None))
+
+
+def _legacy_invoice(uow: Any, invoice: str) -> bool:
+    return uow.one("SELECT 1 FROM revenue_obligation WHERE contract_id = ? AND treatment = ?",
+                   (f"{STANDALONE}{invoice}", LEGACY)) is not None
+
+
+def _credit_legacy_invoice(uow: Any, p: Mapping[str, Any]) -> None:
+    """A credit memo on a migrated legacy invoice: posting books it against deferred revenue like any memo, but
+    the revenue it concedes was the legacy system's — recognised there, or carried in a migrated contract's
+    opening position (the legacy lines name no contract). It is a reduction of revenue on the memo date: billed
+    goes down on the invoice's own obligation (``invoice:<number>``) and the next run recognises it (negative)
+    on that date, so deferred revenue returns to what it was."""
+    cur, day, memo, invoice, entity = (str(p["currency"]), str(p["date"]), str(p["credit_memo"]), str(p["invoice"]),
+                                       str(p["entity"]))
+    cid, line_id = f"{STANDALONE}{invoice}", "1"
+    rows, adjustments, billed = [], [], []
+    for k, ml in enumerate(p.get("lines") or (), 1):
+        amount = to_minor(ml["net"], cur)
+        if not amount:
+            continue
+        rows.append((memo, k, "credit_memo", invoice, cid, line_id, entity, cur, day, -amount, LEGACY,
+                     str(ml.get("revenue_role") or "revenue"), None, None, str(ml.get("description") or "")))
+        adjustments.append((cid, line_id, model.CREDIT, day, day, -amount, memo))
+        billed.append(_Billed(cid, line_id, -amount, ml))
+    if not rows:
+        return
+    uow.executemany("INSERT INTO revenue_adjustment (contract_id, line_id, kind, first, last, amount, document)"
+                    " VALUES (?,?,?,?,?,?,?)", adjustments)
+    replan(uow, cid)
+    _book_billing(uow, document=memo, entity=entity, currency=cur, day=day, billed={cid: billed},
                   aggregate=("invoice", invoice))
     _record_billing(uow, rows)
 
@@ -1018,17 +1153,71 @@ def revenue_schedule(uow: Any, q: ScheduleQuery) -> dict[str, Any]:
     obligations = {r["line_id"]: r for r in uow.dicts(
         "SELECT line_id, seq, treatment, revenue_role, ssp, allocated FROM revenue_obligation WHERE contract_id = ?",
         (q.contract,))}
+    migrated = _migration(uow, q.contract)
+    legacy = json.loads(migrated["lines"]) if migrated else {}
     out = []
     for line_id in sorted(lines, key=lambda x: (obligations.get(x, {}).get("seq", 0), x)):
         item = lines[line_id]
         ob = obligations.get(line_id, {})
-        out.append({"line_id": line_id, "treatment": ob.get("treatment"), "revenue_role": ob.get("revenue_role"),
-                    "allocated": format_minor(int(ob.get("allocated") or 0), cur),
-                    "scheduled": format_minor(item["scheduled"], cur),
-                    "recognized": format_minor(item["recognized"], cur),
-                    "pending": format_minor(item["pending"], cur),
-                    "periods": {p: format_minor(a, cur) for p, a in sorted(item["periods"].items()) if a}})
-    return {"contract": q.contract, "currency": cur, "lines": out}
+        row = {"line_id": line_id, "treatment": ob.get("treatment"), "revenue_role": ob.get("revenue_role"),
+               "allocated": format_minor(int(ob.get("allocated") or 0), cur),
+               "scheduled": format_minor(item["scheduled"], cur),
+               "recognized": format_minor(item["recognized"], cur),
+               "pending": format_minor(item["pending"], cur),
+               "periods": {p: format_minor(a, cur) for p, a in sorted(item["periods"].items()) if a}}
+        if migrated:  # the schedule holds the days after the cutover; the legacy system recognised the rest
+            done = legacy.get(line_id, {})
+            row["legacy_billed"] = format_minor(int(done.get("billed", 0)), cur)
+            row["legacy_recognized"] = format_minor(int(done.get("recognised", 0)), cur)
+        out.append(row)
+    result: dict[str, Any] = {"contract": q.contract, "currency": cur, "lines": out}
+    if migrated:
+        result["migrated"] = {"cutover": migrated["cutover"], "billed_through": migrated["billed_through"],
+                              "system": migrated["system"]}
+    return result
+
+
+@payload
+class MigratedQuery:
+    entity: str | None = None
+    contract: str | None = None
+
+
+@query("revenue_migrated", MigratedQuery, roles=READ_ROLES,
+       summary="Contracts migrated from a legacy system: what it billed and recognised, the position carried in")
+def revenue_migrated(uow: Any, q: MigratedQuery) -> dict[str, Any]:
+    """Per migrated contract: the cutover, the billed-through date, what the legacy system billed (through that
+    date) and recognised (through the cutover), and the opening contract liability (deferred revenue) or asset
+    (unbilled receivable) recognition carries from the cutover; totals per entity and currency — what the
+    opening balances' deferred revenue and unbilled receivable must hold for those contracts."""
+    sql = ("SELECT m.contract_id, m.entity, c.currency, m.cutover, m.billed_through, m.system, m.lines"
+           " FROM revenue_migration m JOIN revenue_contract c ON c.contract_id = m.contract_id WHERE 1 = 1")
+    params: list[Any] = []
+    if q.entity:
+        get_entity(uow, q.entity)
+        sql += " AND m.entity = ?"
+        params.append(q.entity)
+    if q.contract:
+        sql += " AND m.contract_id = ?"
+        params.append(q.contract)
+    contracts = []
+    totals: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
+    for cid, ent, cur, cutover, through, system, text in uow.all(sql + " ORDER BY m.entity, m.contract_id", params):
+        lines = json.loads(text)
+        billed = sum(int(v["billed"]) for v in lines.values())
+        done = sum(int(v["recognised"]) for v in lines.values())
+        net = billed - done
+        total = totals[(ent, cur)]
+        total[0] += max(net, 0)
+        total[1] += max(-net, 0)
+        total[2] += 1
+        contracts.append({"contract_id": cid, "entity": ent, "currency": cur, "cutover": cutover,
+                          "billed_through": through, "system": system, "legacy_billed": format_minor(billed, cur),
+                          "legacy_recognized": format_minor(done, cur), "deferred": format_minor(max(net, 0), cur),
+                          "unbilled": format_minor(max(-net, 0), cur)})
+    return {"count": len(contracts), "contracts": contracts,
+            "totals": [{"entity": e, "currency": c, "contracts": v[2], "deferred": format_minor(v[0], c),
+                        "unbilled": format_minor(v[1], c)} for (e, c), v in sorted(totals.items())]}
 
 
 @payload
@@ -1103,7 +1292,14 @@ def deferred_revenue_rollforward(uow: Any, q: RollforwardQuery) -> dict[str, Any
             closing = _by_currency(subledger_positions(uow, end, ent.code), "deferred")
             billed = dict(((e, c), int(a)) for e, c, a in uow.all(
                 "SELECT entity, currency, SUM(net) FROM revenue_billing WHERE entity = ? AND date >= ? AND date <= ?"
-                " GROUP BY entity, currency", (ent.code, start.isoformat(), end.isoformat())))
+                " AND kind <> 'migration' GROUP BY entity, currency", (ent.code, start.isoformat(), end.isoformat())))
+            # contract liabilities carried in from a legacy system (a contract asset goes to unbilled receivable)
+            migrated: dict[tuple[str, str], int] = defaultdict(int)
+            for c, net in uow.all(
+                    "SELECT currency, SUM(net) FROM revenue_billing WHERE entity = ? AND date >= ? AND date <= ?"
+                    " AND kind = 'migration' GROUP BY contract_id, currency",
+                    (ent.code, start.isoformat(), end.isoformat())):
+                migrated[(ent.code, c)] += max(int(net), 0)
             moved: dict[tuple[str, str, bool], int] = {}
             for c, kind, amount in uow.all(
                     "SELECT currency, kind, SUM(deferred) FROM revenue_recognition WHERE entity = ? AND period = ?"
@@ -1112,8 +1308,8 @@ def deferred_revenue_rollforward(uow: Any, q: RollforwardQuery) -> dict[str, Any
                 key = (ent.code, c, kind != "revenue")
                 moved[key] = moved.get(key, 0) + int(amount)
             gl = gl_by_currency(uow, ent.code, "deferred_revenue", end)
-            currencies = sorted({c for (_, c) in [*opening, *closing, *billed]} | {c for (_, c, _) in moved}
-                                | set(gl))
+            currencies = sorted({c for (_, c) in [*opening, *closing, *billed, *migrated]}
+                                | {c for (_, c, _) in moved} | set(gl))
             for cur in currencies:
                 k = (ent.code, cur)
                 recognised = moved.get((ent.code, cur, False), 0)
@@ -1122,12 +1318,14 @@ def deferred_revenue_rollforward(uow: Any, q: RollforwardQuery) -> dict[str, Any
                 close = closing.get(k, 0)
                 out.append({"entity": ent.code, "currency": cur, "period": period,
                             "opening": format_minor(opening.get(k, 0), cur), "billed": format_minor(billed.get(k, 0), cur),
+                            "migrated": format_minor(migrated.get(k, 0), cur),
                             "recognized": format_minor(recognised, cur),
                             "contract_asset_offset": format_minor(offset, cur),
                             "closing": format_minor(close, cur), "gl_closing": format_minor(gl_closing, cur),
                             "difference": format_minor(close - gl_closing, cur),
                             "ties": close == gl_closing
-                            and opening.get(k, 0) + billed.get(k, 0) - recognised - offset == close})
+                            and opening.get(k, 0) + billed.get(k, 0) + migrated.get(k, 0) - recognised - offset
+                            == close})
     return {"period": q.period, "rows": out, "ties": all(r["ties"] for r in out)}
 
 

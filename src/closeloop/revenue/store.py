@@ -12,7 +12,9 @@
 - ``revenue_billing``: the invoice and credit memo lines recognition has seen (billed per contract);
 - ``revenue_recognition``: every line of every ``revenue.recognized`` event emitted (runs, billing
   reliefs, reclassifications): what the revenue query, waterfall and roll-forward read;
-- ``revenue_run``: recognition runs.
+- ``revenue_run``: recognition runs;
+- ``revenue_migration``: contracts migrated from a legacy system (``contract.migrated``): the cutover, the
+  billed-through date and what the legacy system billed and recognised per obligation by then.
 """
 
 from __future__ import annotations
@@ -166,4 +168,17 @@ revenue_run = sa.Table(
     sa.Column("events", sa.Integer, nullable=False),
     sa.Column("actor", sa.String(64), nullable=False),
     sa.Column("created_at", sa.String(32), nullable=False),
+)
+
+revenue_migration = sa.Table(
+    "revenue_migration",
+    metadata,
+    sa.Column("contract_id", sa.String(64), primary_key=True),
+    sa.Column("entity", sa.String(16), nullable=False),
+    sa.Column("cutover", sa.String(10), nullable=False),  # the legacy books end with this day
+    sa.Column("billed_through", sa.String(10), nullable=False),
+    sa.Column("system", sa.String(200), nullable=False),
+    sa.Column("lines", sa.Text, nullable=False),  # JSON {line_id: {"billed": minor, "recognised": minor}}
+    sa.Column("event_id", sa.BigInteger),
+    sa.Column("recorded_at", sa.String(32), nullable=False),
 )

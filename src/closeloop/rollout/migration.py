@@ -26,7 +26,7 @@ It is a pipeline (STYLE.md: compute a plan purely, then persist it in one unit o
    of its lines, so that the next bill run continues exactly where the legacy system stopped;
 5. **apply** (unless refused): entities, customers (the importer's bulk path), merges, contacts,
    products, prices, contracts (quote.create / approve / accept, then ``contract.migrated`` so billing
-   continues from the billed-through date), open invoices (billing's subledger, keeping their
+   continues from the billed-through date and revenue recognition from the day after the cutover), open invoices (billing's subledger, keeping their
    numbers), their receivables and the opening balances (``post_entries`` with source ``migration``).
 
 Nothing is imported unless every row is valid and everything ties out; ``accept_valid`` imports the
@@ -1565,9 +1565,11 @@ def run_migration(uow: Any, *, directory: str | None, files: Mapping[str, str] |
         rep = report(plan, dry_run=False, status="accepted")
         rep["created"] = outcome["created"]
         if outcome["created"].get("contracts"):
-            rep["notes"] = ["revenue recognition plans migrated contracts from their original start and does not"
-                            " know what the legacy system recognised: do not run revrec.run for migrated contracts"
-                            " until it handles contract.migrated (docs/migration.md, limits)"]
+            rep["notes"] = ["revenue recognition takes migrated contracts over from the day after the cutover: what"
+                            " the legacy system billed in advance (or recognised before billing) is carried as each"
+                            " contract's opening deferred revenue (unbilled receivable); the opening balances must"
+                            " hold their totals (query revenue_migrated), else deferred_revenue_vs_gl breaks"
+                            " (docs/revenue.md, migrated contracts)"]
         quality = registry.get("customer_quality", "query")
         rep["data_quality_score"] = quality.fn(uow, quality.parse({})).get("score")
         # Rejected rows wait in the exception queue; rows now imported close theirs.
