@@ -318,3 +318,19 @@ def test_out_of_range_values_are_problems_not_crashes(feb):
     found = sorted((p["file"], p["field"], p["code"]) for p in report["problems"])
     assert found == [("contracts.csv", "term_months", "invalid_value"), ("open_invoices.csv", "total", "invalid_value"),
                      ("prices.csv", "price_id", "invalid_value")]
+
+
+def test_a_legacy_invoice_cannot_be_voided(feb):
+    """The migration posted a legacy invoice's receivable itself (no invoice.issued): a void would leave it in the
+    ledger with no open invoice behind it, so billing refuses it and names the way out."""
+    feb.do("migration.import", {"files": _files()})
+    with pytest.raises(CloseloopError) as err:
+        feb.do("invoice.void", {"invoice": "LEG-1", "reason": "entered twice in OldBill"})
+    assert err.value.code == "validation_error"
+    assert err.value.message == ("invoice LEG-1 is a legacy invoice (migrated from OldBill): its receivable is in the"
+                                 " ledger (posted by the migration), so it cannot be voided; issue a credit memo or"
+                                 " write it off instead")
+    assert err.value.details == {"field": "invoice", "record": "LEG-1"}
+    inv = feb.query("invoice", {"number": "LEG-1"})
+    assert (inv["status"], inv["balance"]) == ("open", "100.00")
+    assert feb.query("balance", {"role": "accounts_receivable", "entity": "US01"})["amount"] == "250.00"

@@ -21,12 +21,13 @@ bill run as of that day would have left them.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
 from closeloop.billing.service import _LINE_INSERT, invoice_ids, line_ids
+from closeloop.core.errors import ValidationError
 from closeloop.core.events import Event, NotReady, handles
 from closeloop.core.money import format_minor
 from closeloop.core.uow import dumps
@@ -138,6 +139,17 @@ def record_open_invoices(uow: Any, invoices: Sequence[LegacyInvoice], *, system:
     uow.executemany(_LINE_INSERT, line_rows)
     uow.emit_many("invoice.migrated", "invoice", events)
     return out
+
+
+def refuse_void(uow: Any, inv: Mapping[str, Any]) -> None:
+    """``invoice.void`` is refused on a migrated legacy invoice: the migration posted its receivable to the ledger
+    itself (no ``invoice.issued``, so the void path's "posted" check cannot see it), and a void would leave that
+    receivable in the GL with no open invoice behind it."""
+    if uow.one("SELECT 1 FROM billing_line WHERE invoice_id = ? AND kind = ?", (int(inv["id"]), LINE_KIND)):
+        raise ValidationError(
+            f"invoice {inv['number']} is a legacy invoice ({inv['reason'] or 'migrated'}): its receivable is in the"
+            " ledger (posted by the migration), so it cannot be voided; issue a credit memo or write it off instead",
+            field="invoice", record=inv["number"])
 
 
 # --------------------------------------------------------------------------- billed-through dates

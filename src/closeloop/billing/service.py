@@ -1544,6 +1544,9 @@ def invoice_void(uow: Any, cmd: InvoiceVoid) -> dict[str, Any]:
     if inv["kind"] != "invoice" or inv["status"] in ("void", "held"):
         raise ValidationError(f"invoice {inv['number'] or inv['id']} is {inv['status']}: only issued invoices can be"
                               " voided (a held invoice is released or fixed)", field="invoice")
+    from closeloop.billing.migration import refuse_void  # here: billing.migration imports this module
+
+    refuse_void(uow, inv)  # a migrated legacy invoice: its receivable was posted by the migration
     if _posted(uow, inv["number"]):
         raise ValidationError(f"invoice {inv['number']} is posted to the ledger: it cannot be voided; issue a credit"
                               " memo instead", field="invoice", record=inv["number"])
