@@ -79,6 +79,7 @@ TEMPLATE = """<!doctype html>
   <tr><td>Total {{ doc.currency }}</td><td class="num">{{ doc.total }}</td></tr>
   {% if doc.kind == "invoice" %}
   <tr><td>Customer credit applied</td><td class="num">{{ doc.credit_applied }}</td></tr>
+  {% if doc.wallet_applied %}<tr><td>Prepaid credits applied</td><td class="num">{{ doc.wallet_applied }}</td></tr>{% endif %}
   <tr class="due"><td>Amount due</td><td class="num">{{ doc.amount_due }} {{ doc.currency }}</td></tr>
   {% endif %}
 </table>

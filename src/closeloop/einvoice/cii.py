@@ -105,8 +105,10 @@ def document_lines(doc: Mapping[str, Any]) -> list[str]:
         out.append(f"  {g.get('category')} {percent(g.get('rate'))}%  taxable {g.get('taxable')} {cur}"
                    f"  tax {g.get('tax')} {cur}" + (f"  ({g['exemption_reason']})" if g.get("exemption_reason") else ""))
     out += ["", f"Subtotal {doc.get('subtotal')} {cur}   Tax {doc.get('tax')} {cur}   Total {doc.get('total')} {cur}"]
-    if dec(doc.get("credit_applied")):
-        out.append(f"Credit applied {doc.get('credit_applied')} {cur}   Amount due {doc.get('amount_due')} {cur}")
+    if dec(doc.get("credit_applied")) or dec(doc.get("wallet_applied")):
+        out.append(f"Credit applied {doc.get('credit_applied')} {cur}"
+                   + (f"   Prepaid credits {doc['wallet_applied']} {cur}" if doc.get("wallet_applied") else "")
+                   + f"   Amount due {doc.get('amount_due')} {cur}")
     for mention in doc.get("mentions") or []:
         out.append(str(mention))
     return out
