@@ -12,8 +12,10 @@ then succeeds, or one that is dead-lettered and replayed after a "fix"
 (``broken: false``). The ``probe`` query reports what the handler saw.
 
 **Fault injection.** ``fault.inject`` changes rows *behind closeloop's back*,
-exactly as an out-of-band edit of the database would: today a journal line's
-amount (``journal_line``) or an event's stored payload (``event_payload``).
+exactly as an out-of-band edit of the database would: a journal line's
+amount (``journal_line``), an event's stored payload (``event_payload``), an
+issued invoice's total (``invoice``: the billing row only, nothing posted) or a
+payment row deleted (``payment_deleted``: its bank line stays).
 It exists to prove that the controls catch such edits (reconciliation, the
 audit chain, payload schemas). It is refused with ``forbidden`` unless the
 application runs on a simulated clock (the scenario runner, tests): a
@@ -109,7 +111,7 @@ def probe(uow: Any, q: ProbeQuery) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- fault injection
 
-FAULTS = ("journal_line", "event_payload")
+FAULTS = ("journal_line", "event_payload", "invoice", "payment_deleted")
 
 
 @payload
@@ -120,10 +122,13 @@ class FaultInject:
     amount: str | None = None
     event: int | dict[str, Any] | None = None
     payload_text: str | None = None
+    invoice: Any = None  # a number or {customer, seq}
+    payment: str | None = None
 
 
 @command("fault.inject", FaultInject, roles=("admin",),
-         summary="Simulate an out-of-band database edit (simulated clocks only): journal_line, event_payload")
+         summary="Simulate an out-of-band database edit (simulated clocks only): journal_line, event_payload,"
+                 " invoice, payment_deleted")
 def fault_inject(uow: Any, cmd: FaultInject) -> dict[str, Any]:
     if not isinstance(uow.clock, ScenarioClock):
         raise ForbiddenError("fault.inject only runs on a simulated clock (scenarios and tests); it edits rows"
@@ -150,4 +155,22 @@ def fault_inject(uow: Any, cmd: FaultInject) -> dict[str, Any]:
         event_id = resolve_event(uow, cmd.event)
         uow.execute("UPDATE event SET payload = ? WHERE id = ?", (cmd.payload_text, event_id))
         return {"fault": cmd.fault, "event": event_id}
+    if cmd.fault == "invoice":
+        if cmd.invoice is None or cmd.amount is None:
+            raise ValidationError("invoice needs invoice (a number or {customer, seq}) and amount (the new total)",
+                                  field="fault")
+        from closeloop.core import registry
+
+        lookup = registry.get("invoice", "query")
+        found = lookup.fn(uow, lookup.parse({"invoice": cmd.invoice}))
+        minor = to_minor(cmd.amount, found["currency"], field="amount")
+        uow.execute("UPDATE billing_invoice SET total = ? WHERE number = ?", (minor, found["number"]))
+        return {"fault": cmd.fault, "invoice": found["number"], "amount": cmd.amount}
+    if cmd.fault == "payment_deleted":
+        if not cmd.payment:
+            raise ValidationError("payment_deleted needs payment (its number)", field="fault")
+        if uow.one("SELECT 1 FROM collections_payment WHERE number = ?", (cmd.payment,)) is None:
+            raise NotFoundError(f"payment {cmd.payment!r} does not exist", field="payment", record=cmd.payment)
+        uow.execute("DELETE FROM collections_payment WHERE number = ?", (cmd.payment,))
+        return {"fault": cmd.fault, "payment": cmd.payment}
     raise ValidationError(f"fault {cmd.fault!r} must be one of {', '.join(FAULTS)}", field="fault")
