@@ -75,3 +75,30 @@ def test_recon_exception_kpis_and_close_cycle(app, us01, clock):
     table = app.query("kpis", {"periods": "2026-01..2026-02"})
     assert [r["period"] for r in table["rows"]] == ["2026-01", "2026-02"]
     assert table["rows"][0]["close_cycle_days"] == "3"
+
+
+def test_straight_through_counts_manual_applications_and_released_invoices(app, us01, clock):
+    """payment.applied carries no method: an application by payment.apply is a manual touch; a held invoice
+    is named by its id in its exception, so its release (exception.resolve) marks it touched."""
+    app.do("product.create", {"sku": "pro", "name": "Pro", "treatment": "ratable"})
+    app.do("price.create", {"price_id": "p", "sku": "pro", "currency": "USD", "model": "flat", "amount": "500.00",
+                            "period": "month", "timing": "advance"})
+    for cust, region in (("SF-1", "OR"), ("SF-2", None)):
+        app.do("customer.upsert", {"source": "crm", "external_id": cust, "name": cust, "country": "US",
+                                   **({"region": region} if region else {})})
+        app.do("quote.create", {"quote_id": f"Q-{cust}", "customer": cust, "start": "2026-01-01", "term_months": 12,
+                                "lines": [{"line_id": "L1", "price_id": "p", "quantity": 1}]})
+        app.do("quote.accept", {"quote_id": f"Q-{cust}", "contract_id": f"C-{cust}"})
+    assert app.do("billing.run", {"as_of": "2026-01-01"})["held"] == 1
+    clock.set(date(2026, 1, 5))
+    app.do("customer.upsert", {"source": "crm", "external_id": "SF-2", "region": "OR"})
+    [held] = app.query("exceptions", {"kind": "tax_undetermined", "status": "open"})["items"]
+    app.do("exception.resolve", {"exception": held["id"], "action": "release", "reason": "state recorded"})
+    pay = app.do("payment.receive", {"customer": "SF-1", "amount": "200.00", "currency": "USD", "reference": "?"})
+    app.do("payment.apply", {"payment": pay["payment"], "invoice": "INV-US01-000001"})
+    app.do("payment.receive", {"customer": "SF-2", "amount": "500.00", "currency": "USD",
+                               "reference": "INV-US01-000002"})
+    stp = app.query("kpi", {"name": "straight_through_rate", "period": "2026-01"})
+    # entries: 2 invoices, 2 received, 2 applied (none manual); invoices: 1 of 2; payments: 1 of 2 -> 8 / 10
+    assert (stp["value"], stp["parts"]) == ("0.8", {"journal_entries": [6, 6], "invoices": [1, 2],
+                                                    "payments": [1, 2]})

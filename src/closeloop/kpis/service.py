@@ -284,6 +284,10 @@ def billing_leakage(uow: Any, w: Window) -> dict[str, Any]:
     return {"value": value, "by_currency": by_currency, "records": records}
 
 
+# Commands by which a person acts on one record (applying a payment, resolving an exception).
+MANUAL_COMMANDS = ("payment.apply", "exception.resolve")
+
+
 @kpi("straight_through_rate", "records with no manual touch / all records, over the period's journal entries"
      " (not manual), invoices (no exception, credit memo or void) and payments (applied automatically)", "ratio")
 def straight_through_rate(uow: Any, w: Window) -> dict[str, Any]:
@@ -296,11 +300,20 @@ def straight_through_rate(uow: Any, w: Window) -> dict[str, Any]:
     touched_invoices = {r[0] for r in uow.all("SELECT record_id FROM exception_item WHERE record_type = 'invoice'")}
     touched_invoices |= {json.loads(p).get("invoice") for p, in uow.all(
         "SELECT payload FROM event WHERE type IN ('credit_memo.issued', 'invoice.voided')")}
+    # A held invoice's exception names it by its id (it had no number yet); it is issued by the person
+    # releasing it, so an invoice.issued caused by an exception command was touched by hand.
+    touched_invoices |= {json.loads(p).get("invoice") for p, in uow.all(
+        "SELECT e.payload FROM event e JOIN audit_log a ON a.id = e.command_id WHERE e.type = 'invoice.issued'"
+        f" AND a.command IN ({', '.join('?' * len(MANUAL_COMMANDS))})", list(MANUAL_COMMANDS))}
     auto_invoices = sum(1 for inv in invoices if inv["invoice"] not in touched_invoices)
-    payments = [json.loads(p) for p, in uow.all(f"SELECT payload FROM event WHERE type = 'payment.applied'{clause}",
-                                                params)]
-    payments = [p for p in payments if _in_window(str(p.get("date")), w)]
-    auto_payments = sum(1 for p in payments if p.get("method", "auto") != "manual")
+    payments = [(json.loads(p), cmd) for p, cmd in uow.all(
+        "SELECT e.payload, a.command FROM event e LEFT JOIN audit_log a ON a.id = e.command_id"
+        f" WHERE e.type = 'payment.applied'{clause.replace('entity', 'e.entity')}", params)]
+    payments = [(p, cmd) for p, cmd in payments if _in_window(str(p.get("date")), w)]
+    # payment.applied carries no method: an application made by a person is one whose command is
+    # payment.apply, or an exception resolution (a low-confidence match accepted)
+    auto_payments = sum(1 for p, cmd in payments if p.get("method", "auto") != "manual"
+                        and cmd not in MANUAL_COMMANDS)
     out = ratio(auto_entries + auto_invoices + auto_payments, len(entries) + len(invoices) + len(payments))
     out["parts"] = {"journal_entries": [auto_entries, len(entries)], "invoices": [auto_invoices, len(invoices)],
                     "payments": [auto_payments, len(payments)]}
