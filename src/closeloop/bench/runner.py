@@ -37,6 +37,7 @@ WORKLOAD_MODULES: tuple[str, ...] = (
     "closeloop.bench.revenue",
     "closeloop.bench.posting",
     "closeloop.bench.migration",
+    "closeloop.bench.recon",
 )
 
 _WORKLOADS: dict[str, Callable[[BenchContext], list[dict[str, Any]]]] = {}
