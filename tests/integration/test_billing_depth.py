@@ -202,3 +202,19 @@ def test_partitioned_runs_with_coupons_and_wallets_match_one_run(app, clock, par
     assert app.query("wallet", {"customer": "K-2"})["balance"] == "40.00"
     assert app.do("billing.run", {"as_of": "2026-02-01"})["invoices"] == 0
     assert app.query("trial_balance", {"entity": "DE01"})["balanced"]
+
+
+def test_a_merge_moves_wallets_and_coupons_to_the_survivor(app, clock):
+    german_company(app, clock)
+    app.do("customer.upsert", {"source": "crm", "external_id": "K-DUP", "name": "Kunde GmbH (dup)", "country": "DE",
+                               "currency": "EUR", "entity": "DE01"})
+    app.do("coupon.create", {"coupon": "TEN", "percent_off": "10", "duration": "forever"})
+    app.do("coupon.create", {"coupon": "FIVE", "percent_off": "5", "duration": "forever"})
+    for cust in ("K-1", "K-DUP"):
+        app.do("coupon.apply", {"coupon": "TEN", "customer": cust})
+    app.do("coupon.apply", {"coupon": "FIVE", "customer": "K-DUP"})
+    app.do("wallet.topup", {"customer": "K-DUP", "wallet": "W-DUP", "amount": "20.00"})
+    app.do("customer.merge", {"survivor": "K-1", "merged": "K-DUP"})
+    assert app.query("wallet", {"customer": "K-1"})["balance"] == "20.00"
+    held = [(r["coupon"]) for r in app.query("coupons", {"customer": "K-1"})["items"]]
+    assert sorted(held) == ["FIVE", "TEN"]  # TEN once (the survivor's), FIVE moved

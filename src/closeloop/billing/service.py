@@ -1804,7 +1804,7 @@ def _balances(uow: Any, customer_ids: Sequence[int]) -> dict[int, list[tuple[int
     return {cid: [(v[0], v[1], cur) for cur, v in by.items()] for cid, by in out.items()}
 
 
-_REPOINTED = ("billing_subscription", "billing_invoice", "billing_credit", "billing_meter")
+_REPOINTED = ("billing_subscription", "billing_invoice", "billing_credit", "billing_meter", "billing_wallet")
 
 
 def _repoint(uow: Any, merged_id: int, survivor_id: int) -> list[str]:
@@ -1815,18 +1815,29 @@ def _repoint(uow: Any, merged_id: int, survivor_id: int) -> list[str]:
                                                          (merged_id,))]
     moved += [f"billing_credit:{r[0]}" for r in uow.all("SELECT id FROM billing_credit WHERE customer_id = ?",
                                                         (merged_id,))]
+    moved += [f"billing_wallet:{r[0]}" for r in uow.all("SELECT wallet_id FROM billing_wallet WHERE customer_id = ?",
+                                                        (merged_id,))]
+    # a coupon the survivor already holds on the same scope stays with the merged account (one per scope)
+    moved += [f"billing_coupon_redemption:{r[0]}" for r in uow.all(
+        "SELECT id FROM billing_coupon_redemption r WHERE customer_id = ? AND NOT EXISTS (SELECT 1 FROM"
+        " billing_coupon_redemption s WHERE s.customer_id = ? AND s.coupon = r.coupon AND s.scope = r.scope)",
+        (merged_id, survivor_id))]
     for table in _REPOINTED:
         uow.execute(f"UPDATE {table} SET customer_id = ? WHERE customer_id = ?", (survivor_id, merged_id))
+    uow.executemany("UPDATE billing_coupon_redemption SET customer_id = ? WHERE id = ?",
+                    [(survivor_id, int(x.split(":", 1)[1])) for x in moved
+                     if x.startswith("billing_coupon_redemption:")])
     uow.execute("UPDATE billing_usage SET customer_id = ? WHERE customer_id = ?", (survivor_id, merged_id))
     return moved
 
 
 def _restore(uow: Any, merged_id: int, survivor_id: int, ids: Any) -> None:
     contracts = [str(x).split(":", 1)[1] for x in ids or () if str(x).startswith("billing_subscription:")]
-    for table, key in (("billing_subscription", "contract_id"), ("billing_invoice", "id"), ("billing_credit", "id")):
+    for table, key in (("billing_subscription", "contract_id"), ("billing_invoice", "id"), ("billing_credit", "id"),
+                       ("billing_wallet", "wallet_id"), ("billing_coupon_redemption", "id")):
         values = [str(x).split(":", 1)[1] for x in ids or () if str(x).startswith(f"{table}:")]
         uow.executemany(f"UPDATE {table} SET customer_id = ? WHERE {key} = ?",
-                        [(merged_id, v if key == "contract_id" else int(v)) for v in values])
+                        [(merged_id, v if key in ("contract_id", "wallet_id") else int(v)) for v in values])
     uow.executemany("UPDATE billing_meter SET customer_id = ? WHERE contract_id = ?", [(merged_id, c) for c in contracts])
 
 

@@ -505,7 +505,8 @@ def _quote_line(ln: dict[str, Any], currency: str) -> dict[str, Any]:
             "discount_pct": ln["discount_pct"], "unit_amount": ln["unit_amount"], "amount": ln["period_amount"],
             "period": ln["price"]["period"], "model": ln["price"]["model"], "metric": ln["price"]["metric"],
             "ssp": ln["ssp"], "ssp_source": ln["ssp_source"], "milestones": ln["milestones"],
-            "performing_entity": ln["performing_entity"], "treatment": ln["treatment"]}
+            "performing_entity": ln["performing_entity"], "treatment": ln["treatment"],
+            **{k: v for k, v in (ln.get("extensions") or {}).items()}}
 
 
 @payload
