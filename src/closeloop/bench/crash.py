@@ -40,7 +40,7 @@ Children are forked from the harness (the imports are already done, so a trial
 costs its work, not interpreter start-up); ``--exec`` starts them as fresh
 interpreters instead.
 
-    python -m closeloop.bench.crash [--sqlite 100] [--postgres 30] [--seeds 3] [--output bench/soak.json]
+    python -m closeloop.bench.crash [--sqlite 200] [--postgres 60] [--seeds 3] [--output bench/soak.json]
 
 Results are merged into ``bench/soak.json`` under ``crash_sqlite`` and
 ``crash_postgresql`` (other keys are kept).
@@ -769,11 +769,12 @@ def choose_kill(rng: random.Random, target: str, base: Baseline, size: Size) -> 
     phases = [p.name for p in plan(size) if p.kind == target]
     phase = rng.choice(phases)
     points = {k: v for k, v in base.counts.get(phase, {}).items() if v > 0}
-    if points and rng.random() < 0.6:
+    last = phase == plan(size)[-1].name  # a delay could outlast the whole run: kill at a point instead
+    if points and (rng.random() < 0.6 or last):
         point = rng.choice(sorted(points))
         return {"mode": "point", "phase": phase, "point": point, "n": rng.randint(1, points[point])}
     return {"mode": "delay", "phase": phase, "delay": round(rng.uniform(0.0, max(0.05, base.durations.get(phase, 0.5))
-                                                                         * 1.1), 4)}
+                                                                         * 0.9), 4)}
 
 
 def trial(base_url: str | None, base: Baseline, target: str, trial_seed: int, size: Size, folder: Path, *,
@@ -865,8 +866,8 @@ def merge_results(path: Path, update: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m closeloop.bench.crash", description=__doc__.split("\n")[0])
-    parser.add_argument("--sqlite", type=int, default=100, help="trials on SQLite")
-    parser.add_argument("--postgres", type=int, default=30, help="trials on PostgreSQL (a throwaway cluster)")
+    parser.add_argument("--sqlite", type=int, default=200, help="trials on SQLite")
+    parser.add_argument("--postgres", type=int, default=60, help="trials on PostgreSQL (a throwaway cluster)")
     parser.add_argument("--seeds", type=int, default=3, help="seeded companies (each has its uninterrupted run)")
     parser.add_argument("--customers", type=int, default=16)
     parser.add_argument("--workload", action="append", choices=WORKLOADS, help="only these workloads")
