@@ -78,6 +78,8 @@ def invoice_totals(uow: Any, ctx: SideContext) -> Iterator[dict[str, Any]]:
             uow, f"SELECT i.number, i.entity, i.currency, i.total, i.date FROM billing_invoice i WHERE {ISSUED}"
                  f"{where}", params):
         amount = legacy.get(number, total) if legacy else total
+        if not int(amount):
+            continue  # a zero invoice (a free trial's, one a coupon covers) books no receivable: nothing to match
         yield {"entity": same(entity, entity), "invoice": number, "currency": same(currency, currency),
                "amount": int(amount), "date": same(day, day), "record": {"invoice": number}}
 

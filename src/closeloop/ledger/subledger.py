@@ -17,7 +17,7 @@ from typing import Any
 from closeloop.ledger.service import accounts
 
 INVOICE_EVENTS = ("invoice.issued", "credit_memo.issued", "credit.applied", "invoice.written_off",
-                  "payment.applied")
+                  "payment.applied", "wallet.applied")
 
 
 def _ar_account(uow: Any, entity: str) -> int | None:
