@@ -112,6 +112,11 @@ def test_repeating_coupons_end_and_scopes_hold():
     d = draft(charge("A", 1000), charge("B", 1000), charge("A", 1000, contract="K-2"))
     new, _, _, _ = apply_coupons(d, [red], {})
     assert [(c.contract_id, c.line_id, c.amount) for c in new.charges if c.kind == "discount"] == [("K-1", "A", -100)]
+    periods = Coupon(code="N", name="N", duration="repeating", duration_periods=2, amount_off=500, currency="USD")
+    red2 = redemption(periods)
+    for expected in (500, 500, None):  # Lago's frequency_duration: a number of billing periods
+        new, (red2,), uses, _ = apply_coupons(draft(charge("A", 3000)), [red2], {})
+        assert (uses[0].amount if uses else None) == expected
     expired = Coupon(code="X", name="X", duration="once", percent_off=Decimal(5), redeem_by=date(2025, 12, 31))
     assert "expired" in (expired.problem("USD", DAY, 0) or "")
     assert "does not apply to EUR" in (fixed("F", 100).problem("EUR", DAY, 0) or "")

@@ -28,16 +28,18 @@ from closeloop.core.periods import parse_date
 from closeloop.core.registry import command, payload, query
 
 ROLES = ("billing", "admin", "sales_ops")
-_COLS = "code, name, percent_off, amount_off, currency, duration, duration_months, redeem_by, max_redemptions, redeemed"
+_COLS = ("code, name, percent_off, amount_off, currency, duration, duration_months, redeem_by, max_redemptions, redeemed,"
+         " duration_periods")
 
 
 def _coupon(row: Sequence[Any]) -> Coupon:
-    code, name, pct, amount, cur, duration, months, redeem_by, max_red, _redeemed = row
+    code, name, pct, amount, cur, duration, months, redeem_by, max_red, _redeemed, periods = row
     return Coupon(code=code, name=name, duration=duration, percent_off=None if pct is None else Decimal(pct),
                   amount_off=None if amount is None else int(amount), currency=cur,
                   duration_months=None if months is None else int(months),
                   redeem_by=None if redeem_by is None else date.fromisoformat(redeem_by),
-                  max_redemptions=None if max_red is None else int(max_red))
+                  max_redemptions=None if max_red is None else int(max_red),
+                  duration_periods=None if periods is None else int(periods))
 
 
 def get_coupon(uow: Any, code: str, *, field: str = "coupon") -> tuple[Coupon, int]:
@@ -70,6 +72,7 @@ class CouponCreate:
     amount_off: Decimal | None = None
     currency: str | None = None
     duration_months: int | None = None
+    duration_periods: int | None = None
     name: str | None = None
     redeem_by: str | None = None
     max_redemptions: int | None = None
@@ -104,10 +107,12 @@ def coupon_create(uow: Any, cmd: CouponCreate) -> dict[str, Any]:
                 bad("amount_off", exc.message)
     if cmd.duration not in DURATIONS:
         bad("duration", f"must be one of {', '.join(DURATIONS)} ({cmd.duration!r})")
-    if cmd.duration == "repeating" and not (cmd.duration_months or 0) >= 1:
-        bad("duration_months", "a repeating coupon lasts 1 month or more (duration_months)")
-    if cmd.duration != "repeating" and cmd.duration_months is not None:
-        bad("duration_months", "only a repeating coupon takes duration_months")
+    if cmd.duration == "repeating" and (cmd.duration_months is None) == (cmd.duration_periods is None):
+        bad("duration_months", "a repeating coupon lasts duration_months or duration_periods (one of them)")
+    for name in ("duration_months", "duration_periods"):
+        value = getattr(cmd, name)
+        if value is not None and (cmd.duration != "repeating" or value < 1):
+            bad(name, f"only a repeating coupon takes {name}, 1 or more")
     if cmd.max_redemptions is not None and cmd.max_redemptions < 1:
         bad("max_redemptions", "must be 1 or more")
     redeem_by = None
@@ -124,12 +129,12 @@ def coupon_create(uow: Any, cmd: CouponCreate) -> dict[str, Any]:
               cmd.max_redemptions)
     existing = uow.one(f"SELECT {_COLS} FROM billing_coupon WHERE code = ?", (code,))
     if existing is not None:
-        if tuple(existing[:9]) == values:
+        if tuple(existing[:9]) == values and existing[10] == cmd.duration_periods:
             return {**_coupon_view(uow, code), "created": False}
         raise ConflictError(f"coupon {code!r} already exists with other terms; coupons never change (create another)",
                             field="coupon", record=code)
-    uow.execute(f"INSERT INTO billing_coupon ({_COLS}, created_at) VALUES (?,?,?,?,?,?,?,?,?,0,?)",
-                (*values, uow.now()))
+    uow.execute(f"INSERT INTO billing_coupon ({_COLS}, created_at) VALUES (?,?,?,?,?,?,?,?,?,0,?,?)",
+                (*values, cmd.duration_periods, uow.now()))
     return {**_coupon_view(uow, code), "created": True}
 
 
@@ -279,7 +284,8 @@ def _coupon_view(uow: Any, code: str) -> dict[str, Any]:
         out["percent_off"] = format(c.percent_off.normalize(), "f")
     if c.amount_off is not None:
         out.update(amount_off=format_minor(c.amount_off, c.currency or "USD"), currency=c.currency)
-    for key, value in (("duration_months", c.duration_months), ("max_redemptions", c.max_redemptions),
+    for key, value in (("duration_months", c.duration_months), ("duration_periods", c.duration_periods),
+                       ("max_redemptions", c.max_redemptions),
                        ("redeem_by", None if c.redeem_by is None else c.redeem_by.isoformat())):
         if value is not None:
             out[key] = value

@@ -1,7 +1,7 @@
 """Coupons on draft invoices: discount lines, pure (no database, no clock).
 
 A :class:`Coupon` takes a percentage or a fixed amount off, for a duration (``once``, ``repeating``
-for N months, ``forever``). A :class:`Redemption` is a coupon applied to a customer, a contract or
+for N months or N billing periods, ``forever``). A :class:`Redemption` is a coupon applied to a customer, a contract or
 one contract line from a date. :func:`apply_coupons` turns the redemptions in force on a draft
 invoice's date into **discount lines** on that invoice, before tax (Lago and Stripe deduct coupons
 from the amount before tax), so tax, posting and revenue see them like any other line:
@@ -51,6 +51,7 @@ class Coupon:
     duration_months: int | None = None
     redeem_by: date | None = None
     max_redemptions: int | None = None
+    duration_periods: int | None = None  # repeating for N billing periods (invoices) rather than months
 
     def label(self) -> str:
         if self.percent_off is not None:
@@ -91,6 +92,8 @@ class Redemption:
         if c.duration == "once":
             return self.uses == 0 if c.amount_off is None else (self.remaining or 0) > 0
         if c.duration == "repeating":
+            if c.duration_periods is not None:
+                return self.uses < c.duration_periods
             return day < add_months(self.start, int(c.duration_months or 0))
         return True
 

@@ -259,6 +259,7 @@ billing_coupon = sa.Table(
     sa.Column("max_redemptions", sa.Integer),
     sa.Column("redeemed", sa.Integer, nullable=False),
     sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("duration_periods", sa.Integer),  # repeating: for this many invoices (instead of months)
 )
 
 billing_coupon_redemption = sa.Table(
