@@ -102,13 +102,15 @@ def replan(uow: Any, contract_id: str) -> ContractPlan | None:
     return _replan_contract(uow, contract_id)
 
 
-def _replan_contract(uow: Any, contract_id: str) -> ContractPlan:
-    """Re-fold a contract and bring its obligations and schedule rows in line with the plan.
+def _replan_contract(uow: Any, contract_id: str, plan: ContractPlan | None = None) -> ContractPlan:
+    """Re-fold a contract (unless its ``plan`` is given, folded from every change received) and bring its
+    obligations and schedule rows in line with the plan.
 
     Schedule rows of an (obligation, period) whose pieces did not change keep what runs recognised;
     where they changed, new rows replace them and one ``carry`` row (amount 0) holds what was already
     recognised for that obligation and period, so the next run books exactly the difference."""
-    plan = contract_plan(uow, contract_id)
+    if plan is None:
+        plan = contract_plan(uow, contract_id)
     calendar = entity_calendar(uow, plan.entity)
     pieces = list(plan.pieces) + _adjustments(uow, contract_id)
     migrated = _migration(uow, contract_id)
@@ -265,7 +267,7 @@ def on_contract_migrated(uow: Any, ev: Event) -> None:
     uow.execute("INSERT INTO revenue_migration (contract_id, entity, cutover, billed_through, system, lines, event_id,"
                 " recorded_at) VALUES (?,?,?,?,?,?,?,?)",
                 (cid, plan.entity, cutover.isoformat(), through.isoformat(), system, dumps(lines), ev.id, uow.now()))
-    _replan_contract(uow, cid)
+    _replan_contract(uow, cid, plan)
     pos, _ = _position(uow, cid)
     document = migration_document(cid)
     rows = []
