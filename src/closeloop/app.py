@@ -8,6 +8,7 @@ reads. The CLI, the REST API and the scenario runner call exactly these.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -220,10 +221,8 @@ class App:
 
     def close(self) -> None:
         for conn in self._connections:
-            try:
+            with contextlib.suppress(Exception):
                 conn.close()
-            except Exception:  # noqa: BLE001
-                pass
         self._connections.clear()
         self._local = threading.local()
         self.engine.dispose()

@@ -19,6 +19,7 @@ second person, with its reason).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -294,10 +295,8 @@ def run_demo(path: str, console: Console | None = None, as_json: bool = False) -
         with app.unit_of_work() as uow:
             from closeloop.auth.users import add_user
 
-            try:
+            with contextlib.suppress(CloseloopError):
                 add_user(uow, "demo", ["admin"], password="demo-password")
-            except CloseloopError:
-                pass
         summary = _report(app, facts, quiet, time.perf_counter() - started, path)
     finally:
         app.close()

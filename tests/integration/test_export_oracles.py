@@ -60,7 +60,7 @@ def generate(app, seed: int = 7, n: int = 600) -> None:
 
 def closeloop_balances(app) -> dict[str, str]:
     out = {}
-    for code, root in (("US01", None), ("JP01", None), ("BH01", None)):
+    for code in ("US01", "JP01", "BH01"):
         tb = app.query("trial_balance", {"entity": code})
         for row in tb["rows"]:
             prefix = {"asset": "assets", "liability": "liabilities", "equity": "equity", "revenue": "revenues",

@@ -1,15 +1,28 @@
 from datetime import date
 from decimal import Decimal
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import pytest
-
 from closeloop.core.errors import UnbalancedError, ValidationError
 from closeloop.core.money import allocate, round_minor
-from closeloop.core.periods import add_months, check_period, next_period, parse_date, period_end, periods_between
-from closeloop.ledger.model import GENESIS_HASH, EntryDraft, LineDraft, check_entry, convert_balanced, entry_hash
+from closeloop.core.periods import (
+    add_months,
+    check_period,
+    next_period,
+    parse_date,
+    period_end,
+    periods_between,
+)
+from closeloop.ledger.model import (
+    GENESIS_HASH,
+    EntryDraft,
+    LineDraft,
+    check_entry,
+    convert_balanced,
+    entry_hash,
+)
 
 
 def test_periods():

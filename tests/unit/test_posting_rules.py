@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 from importlib import resources
 
-import pytest
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st

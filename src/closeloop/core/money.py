@@ -59,8 +59,8 @@ def to_minor(amount: Decimal | str | int, currency: str, *, field: str = "amount
         whole, dot, frac = amount.partition(".")
         digits = whole[1:] if whole[:1] == "-" else whole
         if digits.isdigit() and digits.isascii() and (not dot or (frac.isdigit() and frac.isascii() and len(frac) <= exp)):
-            value = int(digits) * 10**exp + (int(frac.ljust(exp, "0")) if dot else 0)
-            return -value if whole[:1] == "-" else value
+            minor = int(digits) * int(10**exp) + (int(frac.ljust(exp, "0")) if dot else 0)
+            return -minor if whole[:1] == "-" else minor
     try:
         value = amount if isinstance(amount, Decimal) else Decimal(str(amount).strip())
     except InvalidOperation:

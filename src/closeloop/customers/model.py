@@ -141,7 +141,7 @@ def _subdivisions(country: str) -> dict[str, str]:
     import pycountry
 
     out: dict[str, str] = {}
-    for sub in pycountry.subdivisions.get(country_code=country) or ():
+    for sub in pycountry.subdivisions.get(country_code=country) or ():  # type: ignore[no-untyped-call]
         code = sub.code.split("-", 1)[1]
         out.setdefault(fold(code), code)
         out.setdefault(fold(sub.name), code)

@@ -247,8 +247,8 @@ def _issued_invoices(uow: Any, w: Window) -> list[dict[str, Any]]:
 def first_pass_invoice_accuracy(uow: Any, w: Window) -> dict[str, Any]:
     issued = _issued_invoices(uow, w)
     touched: dict[str, str] = {}
-    for type_, payload_text in uow.all("SELECT type, payload FROM event WHERE type IN"
-                                       " ('credit_memo.issued', 'invoice.voided', 'invoice.reissued')"):
+    for (payload_text,) in uow.all("SELECT payload FROM event WHERE type IN"
+                                   " ('credit_memo.issued', 'invoice.voided', 'invoice.reissued')"):
         p = json.loads(payload_text)
         touched.setdefault(str(p.get("invoice")), str(p.get("date")))
     defective = []

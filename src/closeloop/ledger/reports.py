@@ -11,12 +11,12 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
+from closeloop.core.calendars import FiscalCalendar
 from closeloop.core.errors import ValidationError
 from closeloop.core.money import format_minor
 from closeloop.core.periods import iso, parse_date
 from closeloop.core.registry import payload, query
 from closeloop.ledger.model import DEBIT_NORMAL, PROFIT_AND_LOSS, Account
-from closeloop.core.calendars import FiscalCalendar
 from closeloop.ledger.service import accounts, entity_calendar, find_entry, resolve_account, single_entity
 
 

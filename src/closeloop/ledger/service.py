@@ -42,8 +42,8 @@ from closeloop.ledger.model import (
     EntryDraft,
     LineDraft,
     check_entry,
-    entry_hash,
     convert_balanced,
+    entry_hash,
     entry_number,
 )
 

@@ -18,7 +18,6 @@ from typing import Any
 from closeloop.control.recon import SideContext, recon_side
 
 
-
 @recon_side("posting.invoice_postings", area="posting",
             description="The GL's receivable per invoice (net of customer credit), from the invoice's posting")
 def invoice_postings(uow: Any, ctx: SideContext) -> Iterable[dict[str, Any]]:

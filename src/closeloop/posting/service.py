@@ -18,7 +18,13 @@ from typing import Any
 import yaml
 
 from closeloop.core.entities import get_entity, list_entities
-from closeloop.core.errors import CloseloopError, ConflictError, ForbiddenError, NotFoundError, ValidationError
+from closeloop.core.errors import (
+    CloseloopError,
+    ConflictError,
+    ForbiddenError,
+    NotFoundError,
+    ValidationError,
+)
 from closeloop.core.events import EVENT_COLUMNS, Event, event_from_row, handles, handles_batch
 from closeloop.core.exception_queue import close_exception, on_resolve, open_exception
 from closeloop.core.fx import convert

@@ -16,7 +16,7 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import sqlalchemy as sa
 
@@ -113,10 +113,8 @@ def fresh_database(base_url: str | None = None, *, keep: bool = False) -> Iterat
     finally:
         if not keep:
             for suffix in ("", "-wal", "-shm"):
-                try:
+                with suppress(FileNotFoundError):
                     os.remove(path + suffix)
-                except FileNotFoundError:
-                    pass
 
 
 def drop_templates() -> None:
