@@ -525,9 +525,9 @@ def _match(receipt: Receipt, book: InvoiceBook, rules: MatchRules, convert: Conv
             confidence = min(confidence, _conf("0.95"))
         elif kind == "short_pay":
             confidence = min(confidence, _conf("0.93"))
-        found = ", ".join(a.invoice for a in allocs)
+        matched_numbers = ", ".join(a.invoice for a in allocs)
         return _decide(receipt, customer, allocs, left, reason, confidence,
-                       f"invoice number(s) {found} found in the remittance", rules)
+                       f"invoice number(s) {matched_numbers} found in the remittance", rules)
 
     if customer is None:
         # no reference, no customer: a unique open invoice of the exact amount is only a proposal
