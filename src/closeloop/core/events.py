@@ -529,10 +529,11 @@ class Dispatcher:
                         self._guarded(uow, "recovered", lambda h=hook, e=ev: h(uow, e))  # type: ignore[misc]
 
     def _deliver_runs(self, uow: Any, events: list[Event], delivered: set[tuple[int, str]]) -> None:
-        """Batch handlers first: for each run of consecutive events of one type, a handler with a
-        batch form handles the run's events in one call (in id order, so the order per aggregate
-        holds), with their delivery records, inside one savepoint. On any failure the savepoint is
-        undone and those events are delivered one by one below, where failures are accounted."""
+        """Runs first: for each run of consecutive events of one type, each handler takes the run's
+        events in one savepoint — in one call when it has a batch form, else event by event — in
+        id order (so the order per aggregate holds), and their delivery records are written
+        together. On any failure (NotReady included) the savepoint is undone and those events are
+        delivered one by one below, where failures, waits and dead letters are accounted."""
         start = 0
         while start < len(events):
             end = start
@@ -543,15 +544,23 @@ class Dispatcher:
             if len(run) < 2:
                 continue
             for handler in handlers_for(run[0].type):
-                if handler.batch_fn is None:
-                    continue
                 todo = [ev for ev in run if (ev.id, handler.name) not in delivered and check_payload(ev) is None]
                 if len(todo) < 2:
                     continue
                 with self._savepoint(uow) as sp:
                     try:
-                        uow.causation_id = None
-                        handler.batch_fn(uow, todo)
+                        if handler.batch_fn is not None:
+                            uow.causation_id = None
+                            handler.batch_fn(uow, todo)
+                        else:
+                            # no batch form: the handler event by event, but in one savepoint with one
+                            # write of the delivery records (the per-event path below is the fallback)
+                            for ev in todo:
+                                uow.actor, uow.source = ev.actor, "system"
+                                uow.causation_id, uow.correlation_id = ev.id, ev.correlation_id
+                                _fault("before_handler")
+                                handler.fn(uow, ev)
+                                _fault("after_handler")
                         now = uow.now()
                         uow.executemany("INSERT INTO event_delivery (event_id, handler, delivered_at) VALUES (?,?,?)",
                                         [(ev.id, handler.name, now) for ev in todo])
