@@ -260,15 +260,18 @@ def _report(app: App, facts: dict[str, Any], console: Console, seconds: float, p
     for row in kpis["rows"]:
         table.add_row(row["period"], *[str(row.get(k) if row.get(k) is not None else "-") for k in short])
     console.print(table)
-    table = Table("entity", "currency", "opening", "billed", "recognised", "closing", "GL", "ties",
+    # Every column of the monthly roll-forward, summed over the year, so that each row foots:
+    # opening + billed + migrated - recognised - contract-asset offset = closing.
+    table = Table("entity", "currency", "opening", "billed", "migrated", "recognised", "contract asset", "closing",
+                  "GL", "ties",
                   title=f"Deferred revenue roll-forward {YEAR} (per month in `closeloop revenue rollforward`)")
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in rollforward["rows"]:
         groups.setdefault((row["entity"], row["currency"]), []).append(row)
     for (entity, currency), rows in sorted(groups.items()):
-        billed = sum(Decimal(r["billed"]) for r in rows)
-        recognised = sum(Decimal(r["recognized"]) for r in rows)
-        table.add_row(entity, currency, rows[0]["opening"], str(billed), str(recognised), rows[-1]["closing"],
+        totals = [str(sum(Decimal(r[k]) for r in rows))
+                  for k in ("billed", "migrated", "recognized", "contract_asset_offset")]
+        table.add_row(entity, currency, rows[0]["opening"], *totals, rows[-1]["closing"],
                       rows[-1]["gl_closing"], "yes" if all(r["ties"] for r in rows) else "NO")
     console.print(table)
     console.print(f"\nOpen the web app on this year: [bold]closeloop --db {path} serve[/] then"
