@@ -94,6 +94,11 @@ def test_unknown_customer_is_held_unapplied_with_an_exception(app, clock):
     items = app.query("exceptions", {"kind": "low_confidence_match"})["items"]
     assert len(items) == 1 and items[0]["record"] == {"payment": out["payment"]} and items[0]["amount"] == "77.00"
     assert balance(app, "cash") == "77.00" and balance(app, "unapplied_cash") == "-77.00"
+    # nothing was proposed, so "accept" would close the exception with the cash left unapplied: refused
+    with pytest.raises(CloseloopError) as err:
+        app.do("exception.resolve", {"exception": items[0]["id"], "action": "accept", "reason": "looks fine"})
+    assert err.value.code == "validation_error" and err.value.details["field"] == "action"
+    assert app.query("exceptions", {"kind": "low_confidence_match", "status": "open"})["count"] == 1
     # a person places it
     app.do("payment.apply", {"payment": out["payment"], "invoice": {"customer": "SF-1", "seq": 1},
                              "amount": "77.00"})

@@ -662,7 +662,9 @@ def _accept_proposal(uow: Any, item: dict[str, Any], cmd: Any) -> dict[str, Any]
     pay = get_payment(uow, number, lock=True)
     proposal = json.loads(pay["proposal"] or "[]")
     if not proposal:
-        return {"applied": []}
+        # Accepting nothing would close the exception and leave the cash unapplied with nobody told.
+        raise ValidationError(f"payment {number} has no proposed match to accept: apply it with payment.apply"
+                              " (naming the invoices), or refund it", field="action", record=number)
     applier = Applier(uow)
     done = []
     for p in proposal:
@@ -676,6 +678,9 @@ def _accept_proposal(uow: Any, item: dict[str, Any], cmd: Any) -> dict[str, Any]
                       inv)
         pay["applied"] = int(pay["applied"]) + alloc.payment_amount
         done.append({"invoice": alloc.invoice, "amount": fmt(alloc.amount, inv["currency"])})
+    if not done:
+        raise ValidationError(f"payment {number}: none of the proposed invoices is still open; apply it with"
+                              " payment.apply (naming the invoices), or refund it", field="action", record=number)
     applier.flush()
     uow.execute("UPDATE collections_payment SET applied = ?, status = ?, proposal = NULL,"
                 " customer = COALESCE(customer, ?) WHERE id = ?",
