@@ -404,7 +404,8 @@ def plan(rule: EntryRule, payload: Mapping[str, Any], functional_currency_of: An
             if raw is None:
                 continue
             ccy = functional if line.in_functional else currency
-            value = to_minor(Decimal(str(raw)), ccy, field=line.amount)
+            # amounts travel as decimal strings: to_minor's fast path reads them without a Decimal
+            value = to_minor(raw if isinstance(raw, (str, Decimal)) else str(raw), ccy, field=line.amount)
             if line.negate:
                 value = -value
             amount = value if line.side == "debit" else -value
