@@ -62,3 +62,15 @@ KNOWN_CRASHES += [
      "an over-long field (a 2 MB payer name) reaches a VARCHAR column: crash on PostgreSQL, stored unbounded on"
      " SQLite (collections camt)"),
 ]
+
+KNOWN_CRASHES += [
+    ("InvalidOperation", re.compile(r"ConversionSyntax"),
+     "an MT940 amount such as '1,5,0' raises decimal.InvalidOperation inside the mt940 library, which the"
+     " connector does not catch (collections)"),
+]
+KNOWN_CRASHES += [
+    ("AttributeError", re.compile(r"'(str|int|list|float|bool)' object has no attribute 'get'"),
+     "a tree JSON record whose attributes is not an object crashes customer.import (AttributeError)"),
+    ("TypeError", re.compile(r"object is not iterable"),
+     "an opportunity webhook whose OpportunityLineItems is a number crashes opportunity.webhook (TypeError)"),
+]

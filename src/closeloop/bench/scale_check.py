@@ -16,7 +16,7 @@ customers, trial balances, the journal as a multiset, revenue, deferred revenue 
 type. Which worker issued which invoice number is free, so invoice numbers are compared through the
 (customer, date, amount) they belong to.
 
-    python -m closeloop.bench.scale_check [--customers 200] [--workers 1,2,4] [--output bench/soak.json]
+    python -m closeloop.bench.scale_check [--customers 1000] [--workers 1,2,4] [--output bench/soak.json]
 
 Timings are recorded beside each configuration; the throughput figures of issue 11 live in ``make bench``.
 """
@@ -296,7 +296,7 @@ def scale_check(base_url: str, *, customers: int = 40, workers: tuple[int, ...] 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m closeloop.bench.scale_check", description=__doc__.split("\n")[0])
-    parser.add_argument("--customers", type=int, default=200)
+    parser.add_argument("--customers", type=int, default=1000)
     parser.add_argument("--workers", default="1,2,4")
     parser.add_argument("--no-kill", action="store_true")
     parser.add_argument("--output", default="bench/soak.json")
