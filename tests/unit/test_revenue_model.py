@@ -159,12 +159,14 @@ def test_a_prospective_modification_keeps_what_was_scheduled_before_it(generated
         cut = c.effective
         old = defaultdict(int)
         new = defaultdict(int)
+        # keyed by kind too: a piece that straddled the cut is split there, and its part before the cut
+        # may cover the same days as an earlier catch-up piece without being the same revenue
         for p in before:
             if p.first is not None and p.last < cut:  # type: ignore[operator]
-                old[(p.line_id, p.first, p.last)] += p.amount
+                old[(p.line_id, p.first, p.last, p.kind)] += p.amount
         for p in after:  # (a remainder with no service left after the cut is dated the day before it)
             if p.first is not None and p.last < cut and p.kind != model.REMAINDER:  # type: ignore[operator]
-                new[(p.line_id, p.first, p.last)] += p.amount
+                new[(p.line_id, p.first, p.last, p.kind)] += p.amount
         for key, amount in old.items():
             assert new.get(key) == amount
 
