@@ -7,10 +7,9 @@ from pathlib import Path
 import pytest
 
 from closeloop.core.errors import CloseloopError
+from tests.sample_files import samples_dir
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples" / "salesforce"
-if not SAMPLES.is_dir():  # CI lays shared/ beside the clone
-    SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "samples" / "salesforce"
+SAMPLES = samples_dir() / "salesforce"
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "customers"
 
 needs_samples = pytest.mark.skipif(not SAMPLES.is_dir(), reason="shared/samples/salesforce is not laid out here")

@@ -12,10 +12,9 @@ from closeloop.collections.connectors.csv_statement import parse_csv
 from closeloop.collections.connectors.mt940 import parse_mt940
 from closeloop.collections.model import candidate_references, is_valid_qr, is_valid_rf
 from closeloop.core.errors import ValidationError
+from tests.sample_files import samples_dir
 
-SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "samples"
-if not SAMPLES.is_dir():  # CI lays shared/ beside the clone
-    SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples"
+SAMPLES = samples_dir()
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "collections"
 needs_samples = pytest.mark.skipif(not (SAMPLES / "camt053").is_dir(), reason="shared/samples not present")
 

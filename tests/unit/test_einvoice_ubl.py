@@ -12,8 +12,9 @@ import pytest
 
 from closeloop.einvoice import cii, model, ubl
 from closeloop.einvoice.service import figures, figures_of, render
+from tests.sample_files import samples_dir
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples" / "ubl"
+SAMPLES = samples_dir() / "ubl"
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "einvoice"
 
 
