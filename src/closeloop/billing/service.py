@@ -60,6 +60,7 @@ from closeloop.core.money import allocate, format_minor, round_minor, to_minor
 from closeloop.core.periods import parse_date
 from closeloop.core.registry import command, payload, query
 from closeloop.core.uow import dumps
+from closeloop.core.work import work_source
 
 BILLING_ROLES = ("billing", "admin")
 # Prepaid credits are an advance payment: not taxed when bought (Lago), taxed on the invoices they pay.
@@ -760,6 +761,9 @@ class BillingRun:
     entity: str | None = None
     dry_run: bool = False
     customer: str | None = None
+    # Leave the partitions to ``closeloop worker`` processes (one transaction each, shared by as many
+    # workers as run) instead of billing them all in this command's transaction.
+    workers: bool = False
 
 
 def _last_run(uow: Any, entity: str | None) -> str | None:
@@ -878,12 +882,48 @@ def billing_run(uow: Any, cmd: BillingRun) -> dict[str, Any]:
     if cmd.customer:
         raise ValidationError("a bill run covers every customer; use billing_preview for one customer",
                               field="customer")
+    running = uow.one("SELECT r.id FROM billing_run r WHERE r.status = 'running' AND EXISTS (SELECT 1 FROM"
+                      " billing_run_partition p WHERE p.run_id = r.id AND p.status <> 'done') ORDER BY r.id LIMIT 1")
+    if running is not None:
+        raise ConflictError(f"bill run {int(running[0])} is still being billed by workers; start the next one when"
+                            " it has completed (query billing_runs)", field="as_of", run=int(running[0]))
     run_id, parts = start_run(uow, as_of, cmd.entity)
+    if cmd.workers and parts:
+        return {"run": run_id, "as_of": as_of.isoformat(), "entity": cmd.entity, "status": "running",
+                "partitions": parts, "invoices": 0, "held": 0,
+                "note": "the partitions are billed by `closeloop worker` processes; query billing_runs for progress"}
     for p in range(parts):
         if _FAULT["after_partitions"] is not None and p >= _FAULT["after_partitions"]:
             raise RuntimeError("injected crash during the bill run")
         bill_partition(uow, run_id, p, partition_customers(uow, run_id, p), as_of, cmd.entity)
     return finish_run(uow, run_id)
+
+
+@work_source("billing.run_partitions")
+def bill_next_partition(app: Any, worker: str) -> int:
+    """A worker's share of bill runs started with ``workers``: claim one pending partition of the oldest
+    running run and bill it in one transaction. A run whose partitions are all done is completed by the
+    next worker that looks (two workers billing the last two partitions at once each still see the
+    other's as pending, so completion cannot be left to the one that bills the last)."""
+    with app.unit_of_work(write=False) as uow:
+        row = uow.one("SELECT r.id, r.as_of, r.entity, (SELECT COUNT(*) FROM billing_run_partition p"
+                      " WHERE p.run_id = r.id AND p.status <> 'done') FROM billing_run r WHERE r.status = 'running'"
+                      " ORDER BY r.id LIMIT 1")
+    if row is None:
+        return 0
+    run_id, day, entity, left = int(row[0]), date.fromisoformat(row[1]), row[2], int(row[3])
+    with app.unit_of_work() as uow:
+        if not left:
+            lock = "" if uow.dialect.is_sqlite else " FOR UPDATE"
+            status = uow.scalar(f"SELECT status FROM billing_run WHERE id = ?{lock}", (run_id,))
+            if status != "running":
+                return 0
+            return 1 if finish_run(uow, run_id)["status"] == "completed" else 0
+        part = claim_partition(uow, run_id, worker)
+        if part is None:
+            return 0
+        bill_partition(uow, run_id, part, partition_customers(uow, run_id, part), day, entity)
+    return 1
 
 
 def run_in_partitions(app: Any, as_of: str, entity: str | None = None, *, partition_size: int | None = None,

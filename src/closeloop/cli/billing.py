@@ -103,13 +103,19 @@ def register(app: typer.Typer) -> None:
         as_of: Annotated[str, typer.Option("--as-of", help="Bill everything due up to this date (YYYY-MM-DD).")],
         entity: Annotated[str | None, typer.Option("--entity", help="Only this legal entity.")] = None,
         dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be issued; save nothing.")] = False,
+        workers: Annotated[bool, typer.Option(
+            "--workers", help="Only start the run: `closeloop worker` processes bill its partitions.")] = False,
         as_json: JsonFlag = False,
     ) -> None:
         """Run billing: issue every invoice due up to --as-of (one per customer, entity, currency, date)."""
         with open_app() as cl:
-            result = cl.do("billing.run", {"as_of": as_of, "entity": entity, "dry_run": dry_run})
+            result = cl.do("billing.run", {"as_of": as_of, "entity": entity, "dry_run": dry_run, "workers": workers})
         if as_json:
             emit_json(result)
+            return
+        if result.get("status") == "running":
+            out.print(f"bill run {result['run']} as of {result['as_of']} started: {result['partitions']} partition(s)"
+                      " for `closeloop worker` processes to bill (progress: closeloop query billing_runs)")
             return
         if dry_run:
             out.print(f"dry run as of {as_of}: {result['count']} invoice(s) would be issued; totals {result['totals']}")

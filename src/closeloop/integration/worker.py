@@ -1,4 +1,5 @@
-"""``closeloop worker``: a process that delivers outbox events and sends webhooks against the shared database.
+"""``closeloop worker``: a process that delivers outbox events, sends webhooks and takes its share of the
+areas' pending work units (bill-run partitions: closeloop.core.work) against the shared database.
 
 Run as many as the database allows, on as many machines: on PostgreSQL they
 claim events with ``FOR UPDATE SKIP LOCKED`` and leases, so adding workers adds
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from closeloop.core.events import DeliveryReport, Dispatcher
+from closeloop.core.work import run_work_sources
 from closeloop.integration.webhooks import SendReport, WebhookSender
 
 log = logging.getLogger("closeloop.worker")
@@ -91,7 +93,9 @@ class Worker:
                 if o.max_seconds is not None and time.monotonic() - started > o.max_seconds:
                     break
                 try:
-                    taken = self.dispatcher.run_once(self.report)
+                    # shared units first (a bill run's partitions), then a round of the outbox
+                    taken = run_work_sources(self.app, self.worker_id)
+                    taken += self.dispatcher.run_once(self.report)
                     if o.webhooks and not self._stop.is_set():
                         taken += self.sender.run_once(self.sent)
                     failures = 0
