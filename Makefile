@@ -43,6 +43,7 @@ soak: $(STAMP)
 	$(BIN)/python -m closeloop.bench.soak
 	$(BIN)/python -m closeloop.bench.crash
 	$(BIN)/python -m closeloop.bench.scale_check
+	$(BIN)/python -m closeloop.bench.scale --customers 100000 --usage-per-customer 100
 
 ## Known vulnerabilities in the installed dependencies (pip-audit); a network failure warns, never fails.
 audit: $(STAMP)

@@ -98,14 +98,16 @@ def plans(currency: str) -> dict[str, tuple[Any, ...]]:
     return {"flat": (flat,), "per_seat": (seat,), "usage": (base, api)}
 
 
-def setup(db: str, n_customers: int, workdir: Path) -> tuple[Any, list[tuple[str, int, str]]]:
-    """A migrated database with entities, catalogue, customers and subscriptions; returns (app, customers)."""
+def setup(db: str, n_customers: int, workdir: Path, url: str | None = None) -> tuple[Any, list[tuple[str, int, str]]]:
+    """A migrated database with entities, catalogue, customers and subscriptions; returns (app, customers).
+    ``db`` is a SQLite file (recreated) unless ``url`` names another (empty) database."""
     from closeloop.app import App
     from closeloop.core.clock import ScenarioClock
 
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{db}{suffix}").unlink(missing_ok=True)
-    app = App(f"sqlite:///{db}", clock=ScenarioClock(START), actor="bench", dispatch="worker")
+    if url is None:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+    app = App(url or f"sqlite:///{db}", clock=ScenarioClock(START), actor="bench", dispatch="worker")
     for code, name, country, cur, tax_id in ENTITIES:
         app.do("entity.create", {"code": code, "name": name, "country": country, "currency": cur, "tax_id": tax_id,
                                  "address": {"street": "1 Bench Way", "city": "Benchville"}})

@@ -38,6 +38,7 @@ WORKLOAD_MODULES: tuple[str, ...] = (
     "closeloop.bench.posting",
     "closeloop.bench.migration",
     "closeloop.bench.recon",
+    "closeloop.bench.scale",
 )
 
 _WORKLOADS: dict[str, Callable[[BenchContext], list[dict[str, Any]]]] = {}
