@@ -58,7 +58,7 @@ from closeloop.core.errors import (
 from closeloop.core.exception_queue import on_resolve, open_exception
 from closeloop.core.money import allocate, format_minor, round_minor, to_minor
 from closeloop.core.periods import parse_date
-from closeloop.core.registry import command, payload, query
+from closeloop.core.registry import Limit, command, payload, query
 from closeloop.core.uow import dumps
 from closeloop.core.work import work_source
 
@@ -1214,7 +1214,7 @@ class InvoicesQuery:
     kind: str = "invoice"
     date_from: str | None = None
     date_to: str | None = None
-    limit: int = 200
+    limit: Limit = 200
 
 
 @query("invoices", InvoicesQuery, summary="Invoices by customer, status, entity: count, total and the list")
@@ -1332,7 +1332,7 @@ def subscriptions_query(uow: Any, q: SubscriptionsQuery) -> dict[str, Any]:
 
 @payload
 class BillingRunsQuery:
-    limit: int = 50
+    limit: Limit = 50
 
 
 @query("billing_runs", BillingRunsQuery, summary="Bill runs, newest first")

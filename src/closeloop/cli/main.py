@@ -34,7 +34,7 @@ app.add_typer(scenario_app, name="scenario")
 app.add_typer(events_app, name="events")
 
 out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class State:

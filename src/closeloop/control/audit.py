@@ -16,7 +16,7 @@ from typing import Any
 
 from closeloop.core.errors import ValidationError
 from closeloop.core.periods import parse_date
-from closeloop.core.registry import payload, query
+from closeloop.core.registry import Limit, payload, query
 
 
 @payload
@@ -29,7 +29,7 @@ class AuditQuery:
     until: str | None = None  # YYYY-MM-DD (inclusive)
     correlation_id: str | None = None
     after: int | None = None  # audit ids greater than this (paging)
-    limit: int = 100
+    limit: Limit = 100
     payloads: bool = True
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from closeloop.core.errors import ConflictError, ValidationError
 from closeloop.core.exception_queue import COLUMNS, KINDS, exception_dict, get_exception, kind_config
-from closeloop.core.registry import command, payload, query
+from closeloop.core.registry import Limit, command, payload, query
 
 
 def playbook_dirs() -> list[Path]:
@@ -88,7 +88,7 @@ class ExceptionQueueQuery:
     assignee: str | None = None
     entity: str | None = None
     overdue: bool | None = None
-    limit: int = 200
+    limit: Limit = 200
 
 
 @query("exception_queue", ExceptionQueueQuery,

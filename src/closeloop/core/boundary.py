@@ -86,8 +86,9 @@ def csv_rows(text: str, *, record: str | None = None, delimiter: str | None = No
     # io.StringIO with newline=None turns CR and CRLF into LF, but not inside quoted cells
     stream = io.StringIO(text, newline=None)
     if delimiter is None:
-        sample = text[:4096]
-        delimiter = max(",;\t|", key=sample.count) if sample else ","
+        # the header line decides: amounts like "1,000,000.00" in quoted data cells must not outvote it
+        header = text.lstrip("\ufeff").splitlines()[0][:4096] if text.strip() else ""
+        delimiter = max(",;\t|", key=header.count) if header else ","
     limit = csv.field_size_limit()
     csv.field_size_limit(max_field)
     try:

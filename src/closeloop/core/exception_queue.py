@@ -23,7 +23,7 @@ import yaml
 
 from closeloop.core.errors import ConflictError, NotFoundError, ValidationError
 from closeloop.core.money import format_minor
-from closeloop.core.registry import command, payload, query
+from closeloop.core.registry import Limit, command, payload, query
 from closeloop.core.uow import dumps
 
 KINDS = (
@@ -138,7 +138,7 @@ class ExceptionsQuery:
     entity: str | None = None
     record_type: str | None = None
     record_id: str | None = None
-    limit: int = 500
+    limit: Limit = 500
 
 
 @query("exceptions", ExceptionsQuery, summary="The exception queue, filtered by kind, status, owner, entity, record")

@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import pydantic
 from pydantic import ConfigDict, TypeAdapter
@@ -33,6 +33,12 @@ ROLES = ("sales_ops", "billing", "controller", "collections", "implementation", 
 ALL_WRITERS = ("sales_ops", "billing", "controller", "collections", "implementation", "admin")
 
 T = TypeVar("T")
+
+
+# A page size: at least one row, and bounded, so a query never reaches the database with a negative or
+# out-of-range LIMIT (SQLite reads -1 as "no limit", PostgreSQL refuses it).
+Limit = Annotated[int, pydantic.Field(ge=1, le=1_000_000)]
+Offset = Annotated[int, pydantic.Field(ge=0, le=2**53)]
 
 
 def payload(cls: type[T]) -> type[T]:

@@ -29,7 +29,7 @@ from closeloop.core.events import (
     on_recovered,
 )
 from closeloop.core.exception_queue import close_exception, on_resolve, open_exception
-from closeloop.core.registry import command, payload, query
+from closeloop.core.registry import Limit, command, payload, query
 from closeloop.core.uow import dumps
 
 OPERATORS = ("implementation", "admin")
@@ -275,7 +275,7 @@ class EventsQuery:
     aggregate_id: str | None = None
     correlation_id: str | None = None
     after: int | None = None
-    limit: int = 100
+    limit: Limit = 100
 
 
 @query("events", EventsQuery, summary="Outbox events filtered by status, type, aggregate, correlation")

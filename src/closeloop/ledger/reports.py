@@ -15,7 +15,7 @@ from closeloop.core.calendars import FiscalCalendar
 from closeloop.core.errors import ValidationError
 from closeloop.core.money import format_minor
 from closeloop.core.periods import iso, parse_date
-from closeloop.core.registry import payload, query
+from closeloop.core.registry import Limit, payload, query
 from closeloop.ledger.model import DEBIT_NORMAL, PROFIT_AND_LOSS, Account
 from closeloop.ledger.service import accounts, entity_calendar, find_entry, resolve_account, single_entity
 
@@ -235,7 +235,7 @@ class GeneralLedgerQuery:
     entity: str | None = None
     start: str | None = None
     end: str | None = None
-    limit: int = 1000
+    limit: Limit = 1000
 
 
 @query("general_ledger", GeneralLedgerQuery, summary="GL detail of one account with opening and running balance")
