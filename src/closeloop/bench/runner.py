@@ -39,6 +39,7 @@ WORKLOAD_MODULES: tuple[str, ...] = (
     "closeloop.bench.migration",
     "closeloop.bench.recon",
     "closeloop.bench.scale",
+    "closeloop.bench.kpis",
 )
 
 _WORKLOADS: dict[str, Callable[[BenchContext], list[dict[str, Any]]]] = {}

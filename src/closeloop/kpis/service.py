@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import statistics
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -24,6 +24,7 @@ from closeloop.core.errors import CloseloopError, ValidationError
 from closeloop.core.money import format_minor
 from closeloop.core.periods import check_period, iso, period_end, period_start
 from closeloop.core.registry import payload, query
+from closeloop.core.store import payload_date_sql
 
 KPI_NAMES = (
     "first_pass_invoice_accuracy", "manual_journal_share", "recon_exception_count", "recon_exception_mean_age_days",
@@ -38,6 +39,8 @@ class Window:
     start: date | None
     end: date  # the as-of day (period end, or today)
     entity: str | None
+    # what several KPIs of one window read (the invoices issued in it): read once per window
+    shared: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -231,15 +234,40 @@ def close_cycle_days(uow: Any, w: Window) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- billing
 
 
-def _issued_invoices(uow: Any, w: Window) -> list[dict[str, Any]]:
-    clause, params = _entity_clause(w)
-    out = []
-    for payload_text, in uow.all(f"SELECT payload FROM event WHERE type = 'invoice.issued'{clause} ORDER BY id",
-                                 params):
-        p = json.loads(payload_text)
-        if _in_window(p["date"], w):
-            out.append(p)
-    return out
+def _payload_field(uow: Any, name: str, column: str = "payload") -> str:
+    """SQL for a top-level field of an event payload, as text."""
+    if name == "date":
+        return payload_date_sql(uow.dialect.is_sqlite, column)  # the expression ix_event_payload_date indexes
+    return f"json_extract({column}, '$.{name}')" if uow.dialect.is_sqlite else f"(CAST({column} AS json) ->> '{name}')"
+
+
+def _dated_events_sql(uow: Any, w: Window, event_type: str, columns: str) -> tuple[str, list[Any]]:
+    """Events of one of the dated types (core.store.DATED_EVENT_TYPES) whose payload date is in the window,
+    found through the index on that date instead of reading every payload of all time."""
+    clause, params = _entity_clause(w, "e.entity")
+    day = _payload_field(uow, "date", "e.payload")
+    lo = f" AND {day} >= ?" if w.start else ""
+    bounds = [iso(w.start)] if w.start else []
+    return (f"SELECT {columns} FROM event e WHERE e.type = '{event_type}'{lo} AND {day} <= ?{clause}",
+            [*bounds, iso(w.end), *params])
+
+
+def _issued_invoices(uow: Any, w: Window) -> list[tuple[str, str]]:
+    """(invoice number, date) of every invoice.issued dated in the window, in event order."""
+    found = w.shared.get("issued")
+    if found is None:
+        sql, params = _dated_events_sql(uow, w, "invoice.issued", f"e.id, {_payload_field(uow, 'invoice', 'e.payload')},"
+                                                                  f" {_payload_field(uow, 'date', 'e.payload')}")
+        found = w.shared["issued"] = [(number, day) for _, number, day in uow.all(sql + " ORDER BY e.id", params)]
+    return found  # type: ignore[no-any-return]
+
+
+def _touch_events(uow: Any, types: tuple[str, ...]) -> list[tuple[Any, Any]]:
+    """(invoice, date) from the payloads of every event of these types (credit memos, voids...), in event order."""
+    marks = ", ".join("?" * len(types))
+    return [(inv, day) for _, inv, day in uow.all(
+        f"SELECT id, {_payload_field(uow, 'invoice')}, {_payload_field(uow, 'date')} FROM event WHERE type IN ({marks})"
+        " ORDER BY id", list(types))]
 
 
 @kpi("first_pass_invoice_accuracy", "invoices issued in the period that were not credited, voided or re-issued"
@@ -247,15 +275,14 @@ def _issued_invoices(uow: Any, w: Window) -> list[dict[str, Any]]:
 def first_pass_invoice_accuracy(uow: Any, w: Window) -> dict[str, Any]:
     issued = _issued_invoices(uow, w)
     touched: dict[str, str] = {}
-    for (payload_text,) in uow.all("SELECT payload FROM event WHERE type IN"
-                                   " ('credit_memo.issued', 'invoice.voided', 'invoice.reissued')"):
-        p = json.loads(payload_text)
-        touched.setdefault(str(p.get("invoice")), str(p.get("date")))
+    for invoice, day in _touch_events(uow, ("credit_memo.issued", "invoice.voided", "invoice.reissued")):
+        touched.setdefault(str(invoice), str(day))
     defective = []
-    for inv in issued:
-        when = touched.get(inv["invoice"])
-        if when and date.fromisoformat(when) <= date.fromisoformat(inv["date"]) + timedelta(days=60):
-            defective.append(inv["invoice"])
+    window = timedelta(days=60)
+    for invoice, day in issued:
+        when = touched.get(invoice)
+        if when and date.fromisoformat(when) <= date.fromisoformat(day) + window:
+            defective.append(invoice)
     out = ratio(len(issued) - len(defective), len(issued))
     out["records"] = defective
     return out
@@ -293,30 +320,34 @@ MANUAL_COMMANDS = ("payment.apply", "exception.resolve")
 def straight_through_rate(uow: Any, w: Window) -> dict[str, Any]:
     clause, params = _entity_clause(w)
     lo = iso(w.start) if w.start else "0000-01-01"
-    entries = uow.all(f"SELECT manual FROM journal_entry WHERE date >= ? AND date <= ?{clause}",
-                      [lo, iso(w.end), *params])
-    auto_entries = sum(1 for (m,) in entries if not m)
+    n_entries, n_manual = uow.one("SELECT COUNT(*), SUM(CASE WHEN manual = ? THEN 1 ELSE 0 END) FROM journal_entry"
+                                  f" WHERE date >= ? AND date <= ?{clause}", [True, lo, iso(w.end), *params])
+    entries = int(n_entries or 0)
+    auto_entries = entries - int(n_manual or 0)
     invoices = _issued_invoices(uow, w)
     touched_invoices = {r[0] for r in uow.all("SELECT record_id FROM exception_item WHERE record_type = 'invoice'")}
-    touched_invoices |= {json.loads(p).get("invoice") for p, in uow.all(
-        "SELECT payload FROM event WHERE type IN ('credit_memo.issued', 'invoice.voided')")}
+    touched_invoices |= {inv for inv, _ in _touch_events(uow, ("credit_memo.issued", "invoice.voided"))}
     # A held invoice's exception names it by its id (it had no number yet); it is issued by the person
     # releasing it, so an invoice.issued caused by an exception command was touched by hand.
-    touched_invoices |= {json.loads(p).get("invoice") for p, in uow.all(
-        "SELECT e.payload FROM event e JOIN audit_log a ON a.id = e.command_id WHERE e.type = 'invoice.issued'"
-        f" AND a.command IN ({', '.join('?' * len(MANUAL_COMMANDS))})", list(MANUAL_COMMANDS))}
-    auto_invoices = sum(1 for inv in invoices if inv["invoice"] not in touched_invoices)
-    payments = [(json.loads(p), cmd) for p, cmd in uow.all(
-        "SELECT e.payload, a.command FROM event e LEFT JOIN audit_log a ON a.id = e.command_id"
-        f" WHERE e.type = 'payment.applied'{clause.replace('entity', 'e.entity')}", params)]
-    payments = [(p, cmd) for p, cmd in payments if _in_window(str(p.get("date")), w)]
+    # (CROSS JOIN: SQLite reads the few manual commands first and each one's events by ix_event_type)
+    touched_invoices |= {r[0] for r in uow.all(
+        f"SELECT {_payload_field(uow, 'invoice', 'e.payload')} FROM audit_log a CROSS JOIN event e"
+        f" WHERE a.command IN ({', '.join('?' * len(MANUAL_COMMANDS))}) AND e.command_id = a.id"
+        " AND e.type = 'invoice.issued'", list(MANUAL_COMMANDS))}
+    auto_invoices = sum(1 for inv, _ in invoices if inv not in touched_invoices)
     # payment.applied carries no method: an application made by a person is one whose command is
     # payment.apply, or an exception resolution (a low-confidence match accepted)
-    auto_payments = sum(1 for p, cmd in payments if p.get("method", "auto") != "manual"
-                        and cmd not in MANUAL_COMMANDS)
-    out = ratio(auto_entries + auto_invoices + auto_payments, len(entries) + len(invoices) + len(payments))
-    out["parts"] = {"journal_entries": [auto_entries, len(entries)], "invoices": [auto_invoices, len(invoices)],
-                    "payments": [auto_payments, len(payments)]}
+    marks = ", ".join("?" * len(MANUAL_COMMANDS))
+    sql, where = _dated_events_sql(
+        uow, w, "payment.applied",
+        f"COUNT(*), SUM(CASE WHEN COALESCE({_payload_field(uow, 'method', 'e.payload')}, 'auto') <> 'manual'"
+        f" AND (a.command IS NULL OR a.command NOT IN ({marks})) THEN 1 ELSE 0 END)")
+    n_payments, n_auto = uow.one(sql.replace(" FROM event e ", " FROM event e LEFT JOIN audit_log a ON a.id = e.command_id ",
+                                             1), [*MANUAL_COMMANDS, *where])
+    payments, auto_payments = int(n_payments or 0), int(n_auto or 0)
+    out = ratio(auto_entries + auto_invoices + auto_payments, entries + len(invoices) + payments)
+    out["parts"] = {"journal_entries": [auto_entries, entries], "invoices": [auto_invoices, len(invoices)],
+                    "payments": [auto_payments, payments]}
     return out
 
 
