@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -26,6 +27,8 @@ from closeloop.customers.model import (
     normalise_postal_code,
     normalise_region,
     quality_score,
+    source_time,
+    stale_fields,
     survive,
     validate_fields,
 )
@@ -251,3 +254,37 @@ def test_quality_score_stays_between_0_and_100(a, b, c, d):
                      valid=min(c, d), duplicates=d, parents=b, parents_resolved=min(a, b))
     score = Decimal(quality_score(q)["score"])
     assert Decimal(0) <= score <= Decimal(100)
+
+
+# --------------------------------------------------------------------------- source modification times
+
+MOMENTS = st.builds(lambda d, minutes: d.replace(tzinfo=timezone(timedelta(minutes=minutes))),
+                    st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9999, 12, 30)),
+                    st.integers(-14 * 60, 14 * 60))
+
+
+@given(MOMENTS, MOMENTS)
+def test_source_times_sort_as_text_in_time_order(a, b):
+    ta, tb = source_time(a.isoformat()), source_time(b.isoformat())
+    assert (ta < tb, ta == tb) == (a < b, a == b)
+    assert source_time(ta) == ta  # already normalised
+
+
+def test_source_time_reads_salesforce_hubspot_and_webhook_forms():
+    expected = "2026-01-05T10:00:00.000000Z"
+    for value in ("2026-01-05T10:00:00.000Z", "2026-01-05T10:00:00.000+0000", "2026-01-05T11:00:00+01:00",
+                  "2026-01-05 10:00:00", 1767607200, "1767607200000", 1767607200.0):
+        assert source_time(value) == expected, value
+    assert source_time("2026-01-05") == "2026-01-05T00:00:00.000000Z"
+    assert datetime.fromisoformat(source_time(1767607200)) == datetime(2026, 1, 5, 10, tzinfo=UTC)
+    for bad in ("", "1/5/2026 10:00 AM", "tomorrow", True, None, "1969-12-31", "9999-12-31T23:59:59-01:00",
+                "9" * 14, "x" * 100, float("inf")):
+        with pytest.raises(ValueError):
+            source_time(bad)
+
+
+def test_only_values_dated_before_the_stored_time_are_stale():
+    stored = {"name": "2026-01-05T10:00:00.000000Z", "country": "2026-01-01T00:00:00.000000Z"}
+    assert stale_fields(["name", "country", "website"], "2026-01-03T00:00:00.000000Z", stored) == {
+        "name": "2026-01-05T10:00:00.000000Z"}
+    assert stale_fields(["name"], "2026-01-05T10:00:00.000000Z", stored) == {}  # the same instant is not older

@@ -32,6 +32,7 @@ from closeloop.contracts import salesforce
 from closeloop.contracts.pricing import LineSpec, QuoteSpec
 from closeloop.contracts.service import create_quote, require_owner, update_quote
 from closeloop.core import governance
+from closeloop.core.boundary import check_tree
 from closeloop.core.errors import CloseloopError, NotFoundError, NotOwnerError, ValidationError
 from closeloop.core.exception_queue import close_exception, on_resolve, open_exception
 from closeloop.core.money import check_currency
@@ -357,6 +358,13 @@ def _check(cmd: OpportunityUpsert) -> None:
         problems.append("external_id must be 1-128 characters")
     if not cmd.stage.strip():
         problems.append("stage must not be empty")
+    texts = [("customer", cmd.customer, 128), ("stage", cmd.stage, 64), ("name", cmd.name, 255),
+             ("price_book", cmd.price_book, 128), ("entity", cmd.entity, 16)]
+    texts += [(f"lines[{i}].{k}", getattr(ln, k), 128) for i, ln in enumerate(cmd.lines)
+              for k in ("sku", "price_id", "line_id")]
+    for what, value, most in texts:
+        if value is not None and len(value) > most:
+            problems.append(f"{what} is longer than {most} characters ({len(value):,})")
     try:
         parse_date(cmd.close_date, field="close_date")
     except ValidationError:
@@ -473,8 +481,10 @@ def opportunity_webhook(uow: Any, cmd: OpportunityWebhook) -> dict[str, Any]:
     if uow.source in ("closeloop", "system"):
         uow.source = "crm"
     mapping = mapping_for(uow.services)
-    opp, items = salesforce.webhook_records(cmd.body)
+    check_tree(cmd.body, record="opportunity webhook body")  # depth, numbers beyond 64 bits, NUL, surrogates
+    opp, items, item_problems = salesforce.webhook_records(cmd.body)
     data, problems = salesforce.opportunity_payload(opp, items, mapping)
+    problems = item_problems + problems
     if problems:
         text = "; ".join(f"{p['field']}: {p['reason']}" for p in problems)
         where = f"webhook:{data.get('external_id') or 'unknown'}"
@@ -494,7 +504,12 @@ def opportunity_webhook(uow: Any, cmd: OpportunityWebhook) -> dict[str, Any]:
 def _read(path: str) -> list[salesforce.Record]:
     from closeloop.customers.importers import decode
 
-    raw = Path(path).read_bytes()
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ValidationError(f"file {path} does not exist", field="file", record=path) from None
+    except IsADirectoryError:
+        raise ValidationError(f"{path} is a folder, not a file", field="file", record=path) from None
     text, _encoding = decode(raw, Path(path).name)
     if text.lstrip().startswith(("{", "[")):
         return salesforce.read_json_records(text, Path(path).name)
@@ -521,8 +536,9 @@ def plan_import(uow: Any, file: str, line_items: str | None, mapping: Mapping[st
     for rec in opps:
         ext = salesforce.lookup(rec.fields, mapping["salesforce"]["opportunity"]["external_id"])
         own = items_by_opp.pop(str(ext), []) if ext is not None else []
-        _, nested = salesforce.webhook_records(rec.fields)
+        _, nested, item_problems = salesforce.webhook_records(rec.fields)
         data, problems = salesforce.opportunity_payload(rec.fields, own + nested, mapping)
+        problems = item_problems + problems
         if not problems:
             try:
                 _check(_from_dict(data))

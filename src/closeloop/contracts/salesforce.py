@@ -11,14 +11,15 @@ named by field, so an import can report the file line.
 from __future__ import annotations
 
 import csv
-import io
-import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
+
+from closeloop.core.boundary import parse_json
+from closeloop.core.errors import ValidationError
 
 _US_DATE = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})$")
 
@@ -184,39 +185,67 @@ def opportunity_payload(opp: Mapping[str, Any], items: Iterable[Mapping[str, Any
     return out, problems
 
 
-def webhook_records(body: Mapping[str, Any]) -> tuple[Mapping[str, Any], list[Mapping[str, Any]]]:
-    """The opportunity and its line items from a webhook/REST body (the shapes in the module docstring)."""
+def webhook_records(body: Mapping[str, Any]) -> tuple[Mapping[str, Any], list[Mapping[str, Any]], list[dict[str, str]]]:
+    """The opportunity, its line items and the problems of the line items, from a webhook/REST body (the
+    shapes in the module docstring). Line items that are not a list of objects (or ``{records: [...]}``)
+    are a problem naming ``OpportunityLineItems``: dropping them would upsert the opportunity without them."""
     if "Opportunity" in body and isinstance(body["Opportunity"], Mapping):
         opp = body["Opportunity"]
         items = body.get("OpportunityLineItems") or opp.get("OpportunityLineItems") or []
     else:
         opp = body
         items = body.get("OpportunityLineItems") or []
+    where = "OpportunityLineItems"
     if isinstance(items, Mapping):
-        items = items.get("records") or []
-    return opp, [i for i in items if isinstance(i, Mapping)]
+        items, where = items.get("records") or [], "OpportunityLineItems.records"
+    if not isinstance(items, list):
+        return opp, [], [{"field": where, "reason": f"must be a list of line items, not {_kind(items)}"}]
+    problems = [{"field": f"{where}[{i}]", "reason": f"must be a line item object, not {_kind(item)}"}
+                for i, item in enumerate(items) if not isinstance(item, Mapping)]
+    return opp, [i for i in items if isinstance(i, Mapping)], problems
+
+
+def _kind(value: Any) -> str:
+    """What a JSON value is, for a message: ``a number (1)``, ``text ('abc')``."""
+    kind = {bool: "true or false", int: "a number", float: "a number", str: "text"}.get(type(value), "a value")
+    text = repr(value) if isinstance(value, str) else str(value)
+    return f"{kind} ({text[:40] + '...' if len(text) > 40 else text})"
 
 
 def read_csv_records(text: str, name: str) -> list[Record]:
-    """Rows of a CSV export (the dialect sniffed among , ; tab |), each with its line number."""
-    sample = text[:4096]
+    """Rows of a CSV export (the dialect sniffed among , ; tab |), each with the line it starts on.
+
+    Read with the importers' guards (closeloop.customers.importers.read_csv_cells): any line end, cells up to
+    a million characters, no NUL; a file that cannot be read is a ValidationError naming file and line."""
+    from closeloop.customers.importers import read_csv_cells
+
+    first = re.split(r"\r\n|\r|\n", text[:4096], maxsplit=1)[0]
     try:
-        dialect: Any = csv.Sniffer().sniff(sample.splitlines()[0] if sample else ",", delimiters=",;\t|")
+        dialect: Any = csv.Sniffer().sniff(first or ",", delimiters=",;\t|")
     except csv.Error:
         dialect = csv.excel
-    reader = csv.DictReader(io.StringIO(text), dialect=dialect)
+    records, broken = read_csv_cells(text, name, dialect=dialect)
+    if broken is not None:
+        line, reason = broken
+        raise ValidationError(f"file {name} line {line}: not readable as CSV ({reason})", field="file", record=name,
+                              line=line)
+    if not records:
+        return []
+    header = [h.strip() for h in records[0][1]]
     out = []
-    for row in reader:
-        if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
+    for line, cells in records[1:]:
+        if not any(c.strip() for c in cells):
             continue
-        out.append(Record({k.strip(): (v.strip() if isinstance(v, str) else v) for k, v in row.items() if k},
-                          name, reader.line_num))
+        out.append(Record({k: v.strip() for k, v in zip(header, cells, strict=False) if k}, name, line))
     return out
 
 
 def read_json_records(text: str, name: str) -> list[Record]:
-    """Opportunities of a JSON export: a list, ``{records: [...]}`` (REST / tree) or one object."""
-    data = json.loads(text)
+    """Opportunities of a JSON export: a list, ``{records: [...]}`` (REST / tree) or one object. Hostile JSON
+    (too deep, numbers beyond 64 bits, NUL, unpaired surrogates) is a ValidationError naming the file."""
+    data = parse_json(text, record=name)
     if isinstance(data, Mapping):
         data = data.get("records", [data]) if "records" in data else [data]
+    if not isinstance(data, list):
+        raise ValidationError(f"file {name}: records must be a list of opportunities", field="records", record=name)
     return [Record(r, name, i + 1) for i, r in enumerate(data) if isinstance(r, Mapping)]

@@ -28,6 +28,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,10 +38,11 @@ import numpy as np
 import yaml
 
 from closeloop.core import governance
+from closeloop.core.boundary import MAX_CSV_FIELD, parse_json
 from closeloop.core.errors import ValidationError
 from closeloop.core.exception_queue import open_exception
 from closeloop.core.money import check_currency
-from closeloop.core.registry import command, payload, query
+from closeloop.core.registry import Limit, command, payload, query
 from closeloop.core.uow import dumps
 from closeloop.customers import matching
 from closeloop.customers.model import (
@@ -51,6 +53,8 @@ from closeloop.customers.model import (
     name_key,
     normalise_email,
     quality_score,
+    source_time,
+    stale_fields,
     validate_fields,
 )
 from closeloop.customers.service import (
@@ -66,13 +70,15 @@ from closeloop.customers.service import (
     match_fields,
     quality_weights,
     settings,
+    source_stamps,
 )
 
 FORMATS = ("salesforce", "hubspot")
 ACCOUNT_FIELDS = ("external_id", "name", "parent", "street", "street2", "city", "region", "postal_code", "country",
                   "phone", "website", "email", "tax_id", "tax_exempt", "exemption_ref", "currency", "entity",
                   "payment_terms_days", "status", "bill_to", "deleted", "master_record", "domain",
-                  "shipping_street", "shipping_city", "shipping_region", "shipping_postal_code", "shipping_country")
+                  "shipping_street", "shipping_city", "shipping_region", "shipping_postal_code", "shipping_country",
+                  "last_modified", "system_modstamp")
 CONTACT_FIELDS = ("contact_id", "account", "account_name", "first_name", "last_name", "email", "phone", "title")
 MAPPING_KEYS = {"format", "object", "id_prefix", "external_id", "fields", "contact_fields", "defaults", "skip",
                 "encoding", "delimiter", "source"}
@@ -98,6 +104,8 @@ SALESFORCE_ACCOUNT: dict[str, str] = {
     "phone": "phone", "account phone": "phone", "website": "website",
     "currencyisocode": "currency", "account currency": "currency",
     "isdeleted": "deleted", "deleted": "deleted", "masterrecordid": "master_record",
+    "lastmodifieddate": "last_modified", "last modified date": "last_modified",
+    "systemmodstamp": "system_modstamp", "system modstamp": "system_modstamp",
 }
 SALESFORCE_CONTACT: dict[str, str] = {
     "id": "contact_id", "contact id": "contact_id", "accountid": "account", "account id": "account",
@@ -113,7 +121,7 @@ HUBSPOT_COMPANY: dict[str, str] = {
     "city": "city", "state/region": "region", "state": "region", "postal code": "postal_code", "zip": "postal_code",
     "country/region": "country", "country": "country", "phone number": "phone", "phone": "phone",
     "website url": "website", "website": "website", "company domain name": "domain", "domain": "domain",
-    "currency": "currency",
+    "currency": "currency", "last modified date": "last_modified", "hs_lastmodifieddate": "last_modified",
 }
 
 
@@ -204,22 +212,59 @@ class ReadFile:
     warnings: list[dict[str, Any]] = field(default_factory=list)
 
 
+# Byte-order marks, longest first: a UTF-32-LE mark begins with the UTF-16-LE one.
+_BOMS: tuple[tuple[bytes, str, str], ...] = (
+    (b"\xff\xfe\x00\x00", "utf-32", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32", "utf-32"),
+    (b"\xef\xbb\xbf", "utf-8-sig", "utf-8-sig"), (b"\xff\xfe", "utf-16", "utf-16"), (b"\xfe\xff", "utf-16", "utf-16"),
+)
+
+
+def _line_of(text: str, offset: int) -> int:
+    """The line (1-based) of a character offset, counting CRLF, LF and a lone CR as one line end each."""
+    head = text[:offset]
+    return head.count("\n") + head.count("\r") - head.count("\r\n") + 1
+
+
+def _excerpt(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
+def _checked_text(text: str, name: str) -> str:
+    """Decoded text that the database can store: no NUL, no unpaired surrogate (both named with their line)."""
+    if "\x00" in text:
+        line = _line_of(text, text.index("\x00"))
+        raise ImportFileError(f"file {name} line {line}: contains a NUL character (not a text export?)",
+                              field="file", record=name, line=line)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        line = _line_of(text, exc.start)
+        raise ImportFileError(f"file {name} line {line}: contains an unpaired surrogate (not valid Unicode)",
+                              field="file", record=name, line=line) from None
+    return text
+
+
+def _decode_as(raw: bytes, codec: str, label: str, name: str) -> tuple[str, str]:
+    try:
+        return _checked_text(raw.decode(codec), name), label
+    except (UnicodeDecodeError, LookupError) as exc:
+        offset = getattr(exc, "start", 0)
+        line = raw[:offset].count(b"\n") + 1
+        raise ImportFileError(f"file {name} is not {label}: {exc.__class__.__name__} at byte {offset}"
+                              f" (line {line})", field="file", record=name, line=line) from None
+
+
 def decode(raw: bytes, name: str, forced: str | None = None) -> tuple[str, str]:
-    """(text, encoding). UTF-8 (BOM or not), UTF-16 with BOM, else Windows-1252 (Latin-1 for its 5 holes)."""
+    """(text, encoding). A byte-order mark decides (UTF-8, UTF-16, UTF-32); else UTF-8, else Windows-1252
+    (Latin-1 for its 5 holes). A NUL byte without a mark (UTF-16/32 without BOM, binary files) is refused,
+    and so is text the database cannot store (a NUL or an unpaired surrogate)."""
     if not raw.strip():
         raise ImportFileError(f"file {name} is empty", field="file", record=name)
     if forced:
-        try:
-            return raw.decode(forced), forced
-        except (UnicodeDecodeError, LookupError) as exc:
-            offset = getattr(exc, "start", 0)
-            line = raw[:offset].count(b"\n") + 1
-            raise ImportFileError(f"file {name} is not {forced}: {exc.__class__.__name__} at byte {offset}"
-                                  f" (line {line})", field="file", record=name, line=line) from None
-    if raw.startswith(b"\xef\xbb\xbf"):
-        return raw[3:].decode("utf-8", errors="strict"), "utf-8-sig"
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return raw.decode("utf-16"), "utf-16"
+        return _decode_as(raw, forced, forced, name)
+    for bom, codec, label in _BOMS:
+        if raw.startswith(bom):
+            return _decode_as(raw, codec, label, name)
     if b"\x00" in raw[:4096]:
         offset = raw.index(b"\x00")
         line = raw[:offset].count(b"\n") + 1
@@ -227,13 +272,13 @@ def decode(raw: bytes, name: str, forced: str | None = None) -> tuple[str, str]:
                               f" {line}); export it as CSV (UTF-8 or Windows-1252)",
                               field="file", record=name)
     try:
-        return raw.decode("utf-8"), "utf-8"
+        return _checked_text(raw.decode("utf-8"), name), "utf-8"
     except UnicodeDecodeError:
         pass
     try:
-        return raw.decode("cp1252"), "cp1252"
+        return _checked_text(raw.decode("cp1252"), name), "cp1252"
     except UnicodeDecodeError:
-        return raw.decode("latin-1"), "latin-1"
+        return _checked_text(raw.decode("latin-1"), name), "latin-1"
 
 
 def _fold_header(text: str) -> str:
@@ -255,6 +300,7 @@ def _header_score(cells: Sequence[str], fmt: str) -> int:
 def _dialect(first_line: str, fmt: str, forced: str | None) -> str:
     if forced:
         return forced
+    first_line = first_line[:_SNIFF_CHARS]  # a header is short; a huge first line is not one (csv's cell limit)
     best, best_score = ",", -1
     for delim in (",", ";", "\t", "|"):
         cells = next(csv.reader([first_line], delimiter=delim), [])
@@ -296,7 +342,7 @@ def _column_map(headers: Sequence[str], fmt: str, mapping: Mapping_, name: str) 
                 out[n] = ("contact", SALESFORCE_CONTACT[bare])
     if ext_col and ext_col not in folded:
         raise ImportFileError(f"file {name}: the mapping's external_id column {mapping.external_id!r} is not in the"
-                              f" header ({', '.join(headers[:12])}...)", field="mapping", record=name)
+                              f" header ({_excerpt(', '.join(headers[:12]), 200)})", field="mapping", record=name)
     missing = [col for col in mapping.fields.values() if _fold_header(col) not in folded]
     if missing:
         raise ImportFileError(f"file {name}: mapped column(s) {', '.join(missing)} not in the header", field="mapping",
@@ -320,7 +366,7 @@ def _column_map(headers: Sequence[str], fmt: str, mapping: Mapping_, name: str) 
         raise ImportFileError(
             f"file {name}: no header row naming known {fmt} columns (expected e.g. "
             + ("Record ID, Company name, Country/Region" if fmt == "hubspot" else "Id, Name, BillingCountry")
-            + f"); the first line reads {', '.join(headers[:6])!r}", field="file", record=name)
+            + f"); the first line reads {_excerpt(', '.join(headers[:6]))!r}", field="file", record=name)
     layout = "report_csv" if report else ("dataloader_csv" if all(h == h.upper() for h in headers if h.strip())
                                           else "csv")
     return out, tuple(objects), layout
@@ -338,34 +384,59 @@ def _split(cells_to_fields: dict[int, tuple[str, str]], cells: Sequence[str]) ->
     return account, contact
 
 
-def read_csv(text: str, name: str, fmt: str, mapping: Mapping_) -> tuple[list[SourceRow], tuple[str, ...], str]:
-    first_line = text.split("\n", 1)[0]
-    delimiter = _dialect(first_line, fmt, mapping.delimiter)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+_SNIFF_CHARS = 65_536
+
+
+def read_csv_cells(text: str, name: str, **fmt: Any) -> tuple[list[tuple[int, list[str]]], tuple[int, str] | None]:
+    """Every record of an untrusted CSV text as (the line it starts on, its cells), and where reading stopped.
+
+    closeloop.core.boundary.csv_rows reads rows as dicts without their line numbers; the importers report
+    each rejected row by its line and check its width, so they read cells here with the same guards: any
+    line end (CRLF, LF or a lone CR), cells up to boundary.MAX_CSV_FIELD characters, no NUL. A NUL or a
+    larger cell refuses the file (ImportFileError naming the line); a record the csv module cannot read
+    (an unbalanced quote: a truncated file) ends the reading, returned as ``(line, reason)``. ``fmt`` are
+    csv.reader's format parameters (delimiter, strict, dialect...)."""
+    text = _checked_text(text, name)
+    limit = csv.field_size_limit()
+    csv.field_size_limit(MAX_CSV_FIELD)
     try:
-        headers = next(reader)
-    except (StopIteration, csv.Error) as exc:
-        raise ImportFileError(f"file {name}: the header line cannot be read: {exc}", field="file",
+        # newline=None turns CRLF and a lone CR into LF, inside quoted cells too.
+        reader = csv.reader(io.StringIO(text, newline=None), **fmt)
+        out: list[tuple[int, list[str]]] = []
+        while True:
+            start = reader.line_num + 1
+            try:
+                cells = next(reader)
+            except StopIteration:
+                return out, None
+            except csv.Error as exc:
+                if "field larger than field limit" in str(exc):
+                    raise ImportFileError(f"file {name} line {start}: a cell longer than {MAX_CSV_FIELD:,}"
+                                          " characters", field="file", record=name, line=start) from None
+                return out, (start, str(exc))
+            out.append((start, cells))
+    finally:
+        csv.field_size_limit(limit)
+
+
+def read_csv(text: str, name: str, fmt: str, mapping: Mapping_) -> tuple[list[SourceRow], tuple[str, ...], str]:
+    first_line = re.split(r"\r\n|\r|\n", text[:_SNIFF_CHARS], maxsplit=1)[0]
+    delimiter = _dialect(first_line, fmt, mapping.delimiter)
+    records, broken = read_csv_cells(text, name, delimiter=delimiter, strict=True)
+    if not records:
+        reason = f": {broken[1]}" if broken else ""
+        raise ImportFileError(f"file {name}: the header line cannot be read{reason}", field="file",
                               record=name) from None
+    headers = records[0][1]
     columns, objects, layout = _column_map(headers, fmt, mapping, name)
     rows: list[SourceRow] = []
     width = len(headers)
-    line = reader.line_num
-    while True:
-        start = line + 1
-        try:
-            cells = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            rows.append(SourceRow(name, start, objects[0], {}, problems=[{
-                "field": "(row)", "reason": f"truncated or malformed: {exc} (the file ends inside a quoted field?)"}]))
-            break
-        line = reader.line_num
+    ends_open = not text.endswith(("\n", "\r"))
+    for n, (start, cells) in enumerate(records[1:], 2):
         if not cells or not "".join(cells).strip():
             continue
         if len(cells) != width:
-            last = not text.endswith(("\n", "\r")) and line >= text.count("\n") + 1
+            last = ends_open and broken is None and n == len(records)
             problem = None
             if len(cells) > width:
                 problem = f"has {len(cells)} fields where the header has {width} (an unquoted {delimiter!r} in a value?)"
@@ -390,15 +461,17 @@ def read_csv(text: str, name: str, fmt: str, mapping: Mapping_) -> tuple[list[So
                     contact.setdefault("account", account["external_id"])
                 contact.setdefault("account_name", account.get("name", ""))
                 rows.append(SourceRow(name, start, "contact", contact))
+    if broken is not None:
+        rows.append(SourceRow(name, broken[0], objects[0], {}, problems=[{
+            "field": "(row)", "reason": f"truncated or malformed: {broken[1]} (the file ends inside a quoted field?)"}]))
     return rows, objects, layout
 
 
 def read_tree_json(text: str, name: str, fmt: str, mapping: Mapping_) -> tuple[list[SourceRow], tuple[str, ...], str]:
     try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ImportFileError(f"file {name}: not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
-                              " (truncated?)", field="file", record=name, line=exc.lineno) from None
+        doc = parse_json(text, record=name)  # depth, numbers beyond 64 bits, NUL and surrogates refused
+    except ValidationError as err:
+        raise ImportFileError(f"file {err.message}", **{"field": "file", **err.details}) from None
     records = doc.get("records") if isinstance(doc, dict) else None
     if not isinstance(records, list):
         raise ImportFileError(f"file {name}: a Salesforce tree file is an object with a 'records' list",
@@ -410,23 +483,44 @@ def read_tree_json(text: str, name: str, fmt: str, mapping: Mapping_) -> tuple[l
             rows.append(SourceRow(name, n, "account", {}, problems=[{"field": "(record)", "reason": "not an object"}]))
             continue
         attrs = rec.get("attributes") or {}
-        sobject = str(attrs.get("type") or ("Contact" if "LastName" in rec or "lastName" in rec else "Account"))
+        guess = "contact" if "LastName" in rec or "lastName" in rec else "account"
+        if not isinstance(attrs, dict):
+            rows.append(SourceRow(name, n, guess, {}, problems=[{
+                "field": "attributes", "reason": f"must be an object ({{\"type\": \"Account\", \"referenceId\": ...}}),"
+                                                 f" not {_json_kind(attrs)}"}]))
+            continue
+        ref = attrs.get("referenceId")
+        if ref is not None and not isinstance(ref, str):
+            rows.append(SourceRow(name, n, guess, {}, problems=[{
+                "field": "attributes.referenceId", "reason": f"must be text, not {_json_kind(ref)}"}]))
+            continue
+        sobject = str(attrs.get("type") or ("Contact" if guess == "contact" else "Account"))
         kind = "contact" if sobject.lower() == "contact" else "account"
         if sobject.lower() not in ("account", "contact"):
-            rows.append(SourceRow(name, n, kind, {}, ref=attrs.get("referenceId"), problems=[{
-                "field": "attributes.type", "reason": f"{sobject} records are not imported (Account, Contact)"}]))
+            rows.append(SourceRow(name, n, kind, {}, ref=ref, problems=[{
+                "field": "attributes.type", "reason": f"{_excerpt(sobject)} records are not imported (Account, Contact)"}]))
             continue
         headers = [k for k in rec if k != "attributes"]
         columns, _objects, _layout = _column_map(headers, fmt, Mapping_(**{**mapping.__dict__, "object": kind}), name) \
             if headers else ({}, (kind,), "tree_json")
-        cells = ["" if rec[h] is None else str(rec[h]) for h in headers]
+        nested = [headers[i] for i in columns if isinstance(rec[headers[i]], (dict, list))]
+        if nested:
+            rows.append(SourceRow(name, n, kind, {}, ref=ref, problems=[
+                {"field": h, "reason": f"must be a value, not {_json_kind(rec[h])}"} for h in nested]))
+            continue
+        cells = ["" if i not in columns or rec[h] is None else str(rec[h]) for i, h in enumerate(headers)]
         account, contact = _split(columns, cells)
         data = account if kind == "account" else {**contact, **{k: v for k, v in account.items() if k == "account"}}
         if kind == "contact" and "contact_id" not in data and "external_id" in account:
             data["contact_id"] = account["external_id"]
-        rows.append(SourceRow(name, n, kind, data, ref=attrs.get("referenceId")))
+        rows.append(SourceRow(name, n, kind, data, ref=ref))
         kinds.append(kind)
     return rows, tuple(dict.fromkeys(kinds)) or ("account",), "tree_json"
+
+
+def _json_kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "text", bool: "true or false", int: "a number",
+            float: "a number"}.get(type(value), "null")
 
 
 def read_file(path: str, fmt: str, mapping: Mapping_) -> ReadFile:
@@ -464,6 +558,9 @@ class AccountPlan:
     warnings: list[dict[str, str]] = field(default_factory=list)
     match: dict[str, str] | None = None  # the values the matcher compares, once computed
     keys: list[str] | None = None  # its blocking keys
+    stamp: str | None = None  # the row's modification time in the source (LastModifiedDate, SystemModstamp)
+    stored_stamps: dict[str, str] = field(default_factory=dict)  # what the source gave before, per field
+    stale: dict[str, tuple[Any, Any, str]] = field(default_factory=dict)  # field: (kept, ignored, stored time)
 
 
 @dataclass
@@ -512,6 +609,12 @@ class ImportPlan:
                  "old": old, "new": new}
                 for a in self.accounts for f, (old, new) in a.refused.items()]
 
+    def stale_fields(self) -> list[dict[str, Any]]:
+        """Values not applied because the source had already given a later one (docs/customers.md)."""
+        return [{"file": a.row.file, "row": a.row.row, "external_id": a.ext, "field": f, "kept": kept,
+                 "ignored": ignored, "modified_at": a.stamp, "stored_modified_at": at}
+                for a in self.accounts for f, (kept, ignored, at) in a.stale.items()]
+
     def report(self, *, reg: governance.Registry | None = None, dry_run: bool, committed: bool,
                limit: int | None = None) -> dict[str, Any]:
         def count(items: Iterable[Any], status: str) -> int:
@@ -532,12 +635,12 @@ class ImportPlan:
             "accounts_read": len(self.accounts),
             "created": count(self.accounts, "created"), "updated": count(self.accounts, "updated"),
             "unchanged": count(self.accounts, "unchanged"), "rejected": len(rejected),
-            "skipped": len(self.skipped),
+            "stale": count(self.accounts, "stale"), "skipped": len(self.skipped),
             "contacts": {s: count(self.contacts, s) for s in ("created", "updated", "unchanged", "rejected")},
             "governance_conflicts": len(conflicts), "suspected_duplicates": len(self.duplicates),
             "quality": self.quality,
             "rejections": cut(rejected), "conflicts": cut(conflicts), "duplicates": cut(self.duplicates),
-            "skipped_rows": cut(self.skipped), "warnings": cut(warnings),
+            "skipped_rows": cut(self.skipped), "warnings": cut(warnings), "stale_fields": cut(self.stale_fields()),
         }
 
 
@@ -581,6 +684,20 @@ def _account_given(data: Mapping[str, str], mapping: Mapping_, fmt: str) -> tupl
     if isinstance(given.get("status"), str):
         given["status"] = given["status"].strip().lower()
     return given, notes
+
+
+def _row_stamp(data: Mapping[str, str], warnings: list[dict[str, str]]) -> str | None:
+    """The row's modification time in the source: the later of LastModifiedDate and SystemModstamp (the
+    row's values were current then). One that cannot be read is a warning: the row is applied unchecked."""
+    stamps = []
+    for name in ("last_modified", "system_modstamp"):
+        value = (data.get(name) or "").strip()
+        if value:
+            try:
+                stamps.append(source_time(value))
+            except ValueError as exc:
+                warnings.append({"field": name, "reason": f"{exc}; the row is applied without the stale check"})
+    return max(stamps, default=None)
 
 
 def plan_import(uow: Any, paths: Sequence[str], fmt: str, *, mapping: Mapping_ | None = None,
@@ -628,6 +745,7 @@ def plan_import(uow: Any, paths: Sequence[str], fmt: str, *, mapping: Mapping_ |
                 ext = _derived_id(prefix, given.get("name", ""), str(given.get("country", "")),
                                   str(given.get("postal_code", "")))
             plan = AccountPlan(row, ext, given, problems=list(row.problems), warnings=notes)
+            plan.stamp = _row_stamp(data, plan.warnings)
             if data.get("parent"):
                 raw_parent = clean(data["parent"])
                 if fmt == "hubspot" and not raw_parent.isdigit():
@@ -695,6 +813,8 @@ def plan_import(uow: Any, paths: Sequence[str], fmt: str, *, mapping: Mapping_ |
         a.warnings.extend(w.to_dict() for w in checked.warnings)
     accounts = [a for a in accounts if a.status != "repeat"]
     _resolve_parents(uow, accounts, existing)
+    stamps = source_stamps(uow, [a.current.id for a in accounts if a.current is not None and a.stamp is not None
+                                 and a.status != "rejected"], source)
     for a in accounts:
         if a.status == "rejected":
             continue
@@ -703,9 +823,14 @@ def plan_import(uow: Any, paths: Sequence[str], fmt: str, *, mapping: Mapping_ |
             continue
         before = field_values(uow, a.current, refs)
         changes = {k: (before.get(k), v) for k, v in a.values.items() if before.get(k) != v}
+        if a.stamp is not None:
+            # A value the source already gave with a later time keeps it (a re-imported older export).
+            a.stored_stamps = stamps.get(a.current.id, {})
+            for name, at in stale_fields(changes, a.stamp, a.stored_stamps).items():
+                a.stale[name] = (*changes.pop(name), at)
         allowed, refused = governance.decide(reg, ENTITY_TYPE, changes, source)
         a.changes, a.refused = allowed, refused
-        a.status = "updated" if allowed else "unchanged"
+        a.status = "updated" if allowed else ("stale" if a.stale else "unchanged")
     contacts = _plan_contacts(uow, contact_rows, accounts, by_ref, by_name, prefix)
     duplicates, pairs, dup_rows = _find_duplicates(uow, accounts)
     quality = _quality(accounts, dup_rows)
@@ -990,7 +1115,7 @@ _INSERT_COLUMNS = ("external_id, name, name_key, country, region, postal_code, t
 
 def apply_plan(uow: Any, plan: ImportPlan) -> dict[str, Any]:
     """Persist the plan in this unit of work; returns {created, updated, ...} with the import id."""
-    from closeloop.customers.service import _record_changes, record_duplicates
+    from closeloop.customers.service import _record_changes, record_duplicates, record_stamps
 
     reg = governance.registry(uow)
     now = uow.now()
@@ -1053,6 +1178,12 @@ def apply_plan(uow: Any, plan: ImportPlan) -> dict[str, Any]:
                                         v.get("tax_id"), v.get("email"), v.get("website"), v.get("phone")))
         key_rows.extend((k[:200], cid) for k in dict.fromkeys(keys))
     uow.executemany("INSERT INTO customer_match_key (key, customer_id) VALUES (?, ?)", key_rows)
+    # The source's modification times of the values it gave (created, applied or unchanged; not the stale or
+    # refused ones), so that an older export imported later does not overwrite them.
+    record_stamps(uow, [(ids[a.ext] if a.current is None else a.current.id, name, a.stamp)
+                        for a in plan.accounts if a.stamp is not None and a.status != "rejected"
+                        for name in a.values if name not in a.stale and name not in a.refused
+                        and a.stored_stamps.get(name, "") < a.stamp])
     # Events: one per account created or changed.
     # customer.created from an import carries the fields the file set (absent ones are empty).
     uow.emit_many("customer.created", "customer", [
@@ -1218,7 +1349,7 @@ def customer_import_preview(uow: Any, q: CustomerImportPreview) -> dict[str, Any
 
 @payload
 class ImportsQuery:
-    limit: int = 20
+    limit: Limit = 20
 
 
 @query("customer_imports", ImportsQuery, summary="The history of CRM imports and their quality scores")

@@ -15,6 +15,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
 from typing import Any
@@ -484,6 +485,41 @@ def validate_fields(raw: Mapping[str, Any], *, creating: bool, current_country: 
 
 
 # --------------------------------------------------------------------------- hierarchy
+
+
+# --------------------------------------------------------------------------- source modification times
+
+
+def source_time(value: Any) -> str:
+    """A source's modification time (Salesforce LastModifiedDate / SystemModstamp, HubSpot's last modified
+    date, a webhook event's occurred_at) as UTC text that sorts in time order: ``2026-01-05T10:00:00.000000Z``.
+
+    Read: ISO 8601 with ``Z``, ``+00:00`` or ``+0000`` (a time without offset is UTC; a date alone is its
+    midnight), and Unix time in seconds or milliseconds. Raises ValueError naming what is wrong."""
+    if isinstance(value, bool) or value is None:
+        raise ValueError(f"{value!r} is not a timestamp")
+    text = str(value).strip()
+    if not text or len(text) > 40:
+        raise ValueError(f"{text[:40]!r} is not a timestamp")
+    try:
+        if re.fullmatch(r"\d{9,13}(\.\d+)?", text):
+            seconds = float(text)
+            moment = datetime.fromtimestamp(seconds / 1000 if seconds >= 1e11 else seconds, tz=UTC)
+        else:
+            moment = datetime.fromisoformat(text)
+            moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (ValueError, OverflowError, OSError):
+        raise ValueError(f"{text!r} is not a timestamp (ISO 8601 such as 2026-01-05T10:00:00Z, or Unix"
+                         " time)") from None
+    if moment.year < 1970:
+        raise ValueError(f"{text!r} is before 1970, not a modification time")
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond:06d}Z"
+
+
+def stale_fields(given: Iterable[str], modified_at: str, stored: Mapping[str, str]) -> dict[str, str]:
+    """The fields whose stored modification time (from the same source) is later than ``modified_at``:
+    {field: stored time}. A value dated the same instant is not stale."""
+    return {f: stored[f] for f in given if f in stored and stored[f] > modified_at}
 
 
 def creates_cycle(parent_of: Mapping[int, int | None], child: int, new_parent: int | None) -> bool:

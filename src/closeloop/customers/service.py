@@ -33,7 +33,7 @@ from closeloop.core import governance
 from closeloop.core.entities import get_entity
 from closeloop.core.errors import ConflictError, NotFoundError, ValidationError
 from closeloop.core.money import check_currency, format_minor
-from closeloop.core.registry import command, payload, query
+from closeloop.core.registry import Limit, Offset, command, payload, query
 from closeloop.core.uow import dumps
 from closeloop.customers import matching
 from closeloop.customers.model import (
@@ -48,6 +48,8 @@ from closeloop.customers.model import (
     domain_of,
     name_key,
     quality_score,
+    source_time,
+    stale_fields,
     survive,
     validate_fields,
 )
@@ -332,6 +334,30 @@ def _record_changes(uow: Any, customer_id: int, changes: Mapping[str, tuple[Any,
          for f, (old, new) in changes.items()])
 
 
+def source_stamps(uow: Any, customer_ids: Iterable[int], source: str) -> dict[int, dict[str, str]]:
+    """{customer id: {field: the latest modification time ``source`` gave for it}} (customer_source_stamp)."""
+    ids = sorted(set(customer_ids))
+    out: dict[int, dict[str, str]] = {}
+    for start in range(0, len(ids), 900):
+        chunk = ids[start:start + 900]
+        marks = ",".join("?" * len(chunk))
+        for cid, name, at in uow.all(f"SELECT customer_id, field, modified_at FROM customer_source_stamp"
+                                     f" WHERE source = ? AND customer_id IN ({marks})", (source, *chunk)):
+            out.setdefault(int(cid), {})[name] = at
+    return out
+
+
+def record_stamps(uow: Any, rows: Iterable[tuple[int, str, str]]) -> None:
+    """Remember (customer id, field, modification time) for the unit of work's source; an earlier time
+    never replaces a later one."""
+    uow.executemany(
+        "INSERT INTO customer_source_stamp (customer_id, source, field, modified_at, recorded_at)"
+        " VALUES (?,?,?,?,?) ON CONFLICT (customer_id, source, field) DO UPDATE SET"
+        " modified_at = excluded.modified_at, recorded_at = excluded.recorded_at"
+        " WHERE customer_source_stamp.modified_at < excluded.modified_at",
+        [(cid, uow.source, name, at, uow.now()) for cid, name, at in rows])
+
+
 def _parent_chain_has(uow: Any, start: int | None, target: int) -> list[int] | None:
     """The chain from ``start`` up to ``target`` if ``target`` is ``start`` or one of its ancestors."""
     chain: list[int] = []
@@ -382,14 +408,17 @@ class CustomerUpsert:
     bill_to: str | None = None
     status: str | None = None
     system: str | None = None  # the system the external id comes from (salesforce, hubspot...)
+    modified_at: str | None = None  # when the source changed the record (stale changes are not applied)
 
 
 @dataclass
 class UpsertOutcome:
     customer: Customer
-    status: str  # created, updated, unchanged
+    status: str  # created, updated, unchanged, stale (every change was older than the stored value)
     changed: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     refused: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    stale: dict[str, tuple[Any, Any, str]] = field(default_factory=dict)  # field: (kept, ignored, stored time)
+    modified_at: str | None = None
     acted_on: str | None = None
     duplicates: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[dict[str, str]] = field(default_factory=list)
@@ -400,6 +429,9 @@ class UpsertOutcome:
         if self.refused:
             out["refused"] = [{"field": f, "owners": list(reg.owners(ENTITY_TYPE, f)) if reg else None}
                               for f in self.refused]
+        if self.stale:
+            out["stale"] = [{"field": f, "modified_at": self.modified_at, "stored_modified_at": at}
+                            for f, (_kept, _ignored, at) in self.stale.items()]
         if self.acted_on:
             out["acted_on"] = self.acted_on
         if self.duplicates:
@@ -410,9 +442,18 @@ class UpsertOutcome:
 
 
 def upsert_customer(uow: Any, external_id: str, given: Mapping[str, Any], *, kind: str = "update",
-                    system: str | None = None, detect: bool = True) -> UpsertOutcome:
-    """Create the account, or apply the given fields the source owns (SCENARIOS.md customer.upsert)."""
+                    system: str | None = None, detect: bool = True, modified_at: Any = None) -> UpsertOutcome:
+    """Create the account, or apply the given fields the source owns (SCENARIOS.md customer.upsert).
+
+    ``modified_at``: when the source changed the record (its own clock). A field that the same source has
+    already given with a later time is stale: it is not changed and the outcome lists it."""
     ext = _check_external_id(external_id)
+    stamp = None
+    if modified_at is not None:
+        try:
+            stamp = source_time(modified_at)
+        except ValueError as exc:
+            raise ValidationError(f"customer {ext}: modified_at {exc}", field="modified_at", record=ext) from None
     source = uow.source
     reg = governance.registry(uow)
     reg.check_source(source)
@@ -432,9 +473,12 @@ def upsert_customer(uow: Any, external_id: str, given: Mapping[str, Any], *, kin
             raise NotFoundError(f"customer {ext}: entity {values['entity']!r} does not exist", field="entity",
                                 record=ext) from None
     if current is None:
-        return _create(uow, ext, values, checked, warnings, system=system, detect=detect)
+        outcome = _create(uow, ext, values, checked, warnings, system=system, detect=detect)
+        if stamp is not None:
+            record_stamps(uow, [(outcome.customer.id, name, stamp) for name in values])
+        return outcome
     return _update(uow, current, ext if found is not None and found.id != current.id else None, values, checked,
-                   warnings, reg, kind=kind, detect=detect)
+                   warnings, reg, kind=kind, detect=detect, stamp=stamp)
 
 
 def _create(uow: Any, ext: str, values: dict[str, Any], checked: Checked, warnings: list[dict[str, str]], *,
@@ -473,20 +517,35 @@ def _create(uow: Any, ext: str, values: dict[str, Any], checked: Checked, warnin
 
 
 def _update(uow: Any, current: Customer, given_merged: str | None, values: dict[str, Any], checked: Checked,
-            warnings: list[dict[str, str]], reg: governance.Registry, *, kind: str, detect: bool) -> UpsertOutcome:
+            warnings: list[dict[str, str]], reg: governance.Registry, *, kind: str, detect: bool,
+            stamp: str | None = None) -> UpsertOutcome:
     ext = current.external_id
     before = field_values(uow, current)
     changes: dict[str, tuple[Any, Any]] = {}
     for name, new in values.items():
         if before.get(name) != new:
             changes[name] = (before.get(name), new)
-    outcome = UpsertOutcome(current, "unchanged", acted_on=ext if given_merged else None, warnings=warnings)
+    outcome = UpsertOutcome(current, "unchanged", acted_on=ext if given_merged else None, warnings=warnings,
+                            modified_at=stamp)
+    if stamp is not None:
+        # The source dated these values; a field it already gave with a later time keeps its value.
+        stored = source_stamps(uow, [current.id], uow.source).get(current.id, {})
+        for name, at in stale_fields(values, stamp, stored).items():
+            if name in changes:
+                outcome.stale[name] = (*changes.pop(name), at)
+        if outcome.stale and not changes:
+            outcome.status = "stale"
     if not changes:
+        if stamp is not None:
+            record_stamps(uow, [(current.id, name, stamp) for name in values if name not in outcome.stale])
         return outcome
     if current.status == "merged":
         raise ValidationError(f"customer {ext} is merged into another account", field="external_id", record=ext)
     allowed, refused = governance.check_ownership(uow, ENTITY_TYPE, ext, changes, uow.source, entity=current.entity)
     outcome.refused = refused
+    if stamp is not None:
+        record_stamps(uow, [(current.id, name, stamp) for name in values
+                            if name not in outcome.stale and name not in refused])
     sets: dict[str, Any] = {}
     for name, (_old, new) in allowed.items():
         if name in ("parent", "bill_to"):
@@ -545,7 +604,7 @@ def _update(uow: Any, current: Customer, given_merged: str | None, values: dict[
          summary="Create an account, or change the fields its source owns")
 def customer_upsert(uow: Any, cmd: CustomerUpsert) -> dict[str, Any]:
     given = {name: getattr(cmd, name) for name in FIELDS if getattr(cmd, name) is not None}
-    outcome = upsert_customer(uow, cmd.external_id, given, system=cmd.system)
+    outcome = upsert_customer(uow, cmd.external_id, given, system=cmd.system, modified_at=cmd.modified_at)
     return outcome.to_dict(governance.registry(uow))
 
 
@@ -772,7 +831,7 @@ def customer_dismiss_duplicate(uow: Any, cmd: DismissDuplicate) -> dict[str, Any
 class DuplicatesQuery:
     status: str = "open"
     customer: str | None = None
-    limit: int = 200
+    limit: Limit = 200
 
 
 @query("customer_duplicates", DuplicatesQuery, summary="The review list of suspected duplicates, with explained scores")
@@ -1109,8 +1168,8 @@ class CustomersQuery:
     search: str | None = None
     country: str | None = None
     parent: str | None = None
-    limit: int = 100
-    offset: int = 0
+    limit: Limit = 100
+    offset: Offset = 0
 
 
 @query("customers", CustomersQuery, summary="Accounts, filtered by status, country, parent or a name search")
@@ -1235,7 +1294,7 @@ def customer_hierarchy(uow: Any, q: HierarchyQuery) -> dict[str, Any]:
 @payload
 class HistoryQuery:
     external_id: str
-    limit: int = 500
+    limit: Limit = 500
 
 
 @query("customer_history", HistoryQuery, summary="Every recorded change of an account: who, when, source, old and new")

@@ -168,3 +168,16 @@ crm_webhook_event = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),  # applied, refused
     sa.Column("result", sa.Text),
 )
+
+# The latest modification time each source has given for each field of an account (Salesforce
+# LastModifiedDate / SystemModstamp of an export row, a CRM webhook event's occurred_at). A value that
+# the same source dates earlier than this is stale and does not overwrite (docs/customers.md).
+customer_source_stamp = sa.Table(
+    "customer_source_stamp",
+    metadata,
+    sa.Column("customer_id", sa.BigInteger, primary_key=True),
+    sa.Column("source", sa.String(32), primary_key=True),
+    sa.Column("field", sa.String(40), primary_key=True),
+    sa.Column("modified_at", sa.String(32), nullable=False),  # UTC, YYYY-MM-DDTHH:MM:SS.ffffffZ (sorts as text)
+    sa.Column("recorded_at", sa.String(32), nullable=False),  # when closeloop recorded it
+)

@@ -31,10 +31,11 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from closeloop.core.boundary import check_tree, parse_json
 from closeloop.core.errors import ConflictError, ForbiddenError, ValidationError
 from closeloop.core.registry import command, payload
 from closeloop.core.uow import dumps
-from closeloop.customers.model import FIELDS
+from closeloop.customers.model import FIELDS, source_time
 from closeloop.customers.service import CustomerMerge, customer_merge, get_customer, upsert_customer
 
 EVENT_TYPES = ("account.upserted", "account.deleted", "account.merged")
@@ -97,10 +98,12 @@ def verify(secret: str, body: bytes, headers: Mapping[str, str], *, now: float, 
 
 
 def parse(body: bytes) -> list[dict[str, Any]]:
+    """The events of a verified body. Hostile JSON (nested too deep, a number beyond 64 bits, a NUL or an
+    unpaired surrogate in a text) is a validation error naming the body, before anything is applied."""
     try:
-        doc = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValidationError(f"webhook body is not UTF-8 JSON: {exc}", field="body") from None
+        doc = parse_json(body, record="CRM webhook body")
+    except ValidationError as err:
+        raise ValidationError(err.message, **{"field": "body", **err.details}) from None
     events = doc if isinstance(doc, list) else [doc]
     if not events or not all(isinstance(e, dict) for e in events):
         raise ValidationError("webhook body must be an event object or a list of them", field="body")
@@ -131,7 +134,7 @@ class CrmEvent:
 @command("crm.event", CrmEvent, roles=("sales_ops", "implementation", "admin"),
          summary="Apply one CRM change event (webhook), idempotent by event id")
 def crm_event(uow: Any, cmd: CrmEvent) -> dict[str, Any]:
-    event = cmd.event
+    event = check_tree(cmd.event, record="CRM event")  # crm.event is also called without the webhook's parse
     event_id = str(event.get("id") or "").strip()
     if not event_id or len(event_id) > 200:
         raise ValidationError("a CRM event needs an id (at most 200 characters)", field="event.id")
@@ -151,17 +154,23 @@ def crm_event(uow: Any, cmd: CrmEvent) -> dict[str, Any]:
         raise ValidationError(f"event {event_id}: data.external_id is required", field="event.data.external_id",
                               record=event_id)
     ext = str(data["external_id"])
+    occurred = event.get("occurred_at")
+    try:
+        stamp = source_time(occurred) if occurred not in (None, "") else None
+    except ValueError as exc:
+        raise ValidationError(f"event {event_id}: occurred_at {exc}", field="event.occurred_at",
+                              record=event_id) from None
     if kind == "account.upserted":
         unknown = sorted(set(data) - set(FIELDS) - {"external_id", "system"})
         if unknown:
             raise ValidationError(f"event {event_id}: unknown field(s) {', '.join(unknown)}", field=f"event.data.{unknown[0]}",
                                   record=event_id)
         outcome = upsert_customer(uow, ext, {k: v for k, v in data.items() if k in FIELDS}, kind="webhook",
-                                  system=data.get("system"))
+                                  system=data.get("system"), modified_at=stamp)
         result = {**outcome.to_dict(), "id": event_id, "outcome": outcome.status, "status": "applied"}
     elif kind == "account.deleted":
         c = get_customer(uow, ext, field="event.data.external_id")
-        outcome = upsert_customer(uow, c.external_id, {"status": "inactive"}, kind="webhook")
+        outcome = upsert_customer(uow, c.external_id, {"status": "inactive"}, kind="webhook", modified_at=stamp)
         result = {**outcome.to_dict(), "id": event_id, "outcome": outcome.status, "status": "applied"}
     else:
         survivor = data.get("survivor")
