@@ -6,6 +6,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from closeloop.collections.connectors.camt import parse_camt
 from closeloop.collections.connectors.csv_statement import parse_csv
@@ -205,3 +207,109 @@ def test_csv_bad_rows_refused_with_line_numbers():
     assert "line 3" in err.value.message
     with pytest.raises(ValidationError, match="not in the header"):
         parse_csv(b"a,b\n1,2\n", "x.csv", {"date": "Datum", "amount": "b"})
+
+
+# --------------------------------------------------------------------------- bank CSV amounts: decimal comma or point
+
+
+def _group(whole: int, sep: str) -> str:
+    text = str(whole)
+    parts = []
+    while len(text) > 3:
+        parts.insert(0, text[-3:])
+        text = text[:-3]
+    return sep.join([text, *parts])
+
+
+def _csv_amounts(cells: list[str], delimiter: str = ";", mapping: dict | None = None) -> list[int]:
+    rows = "".join(f'2026-01-20{delimiter}"{c}"{delimiter}USD\n' for c in cells)
+    (st,) = parse_csv(f"date{delimiter}amount{delimiter}currency\n{rows}".encode(), "amounts.csv", mapping)
+    return [ln.amount if ln.direction == "credit" else -ln.amount for ln in st.lines]
+
+
+@given(minor=st.integers(0, 10**14), style=st.sampled_from(["de", "en", "plain_de", "plain_en", "ch"]),
+       negative=st.booleans())
+def test_csv_amount_in_either_style_reads_as_written(minor, style, negative):
+    """Whatever the style, an amount with two decimals reads as the same minor units: never 100 times it."""
+    whole, cents = divmod(minor, 100)
+    text = {"de": f"{_group(whole, '.')},{cents:02d}", "en": f"{_group(whole, ',')}.{cents:02d}",
+            "plain_de": f"{whole},{cents:02d}", "plain_en": f"{whole}.{cents:02d}",
+            "ch": f"{_group(whole, chr(39))}.{cents:02d}"}[style]
+    if negative and minor:
+        text = "-" + text
+    assert _csv_amounts([text]) == [-minor if negative and minor else minor]
+
+
+def test_csv_amount_without_its_own_decimal_mark_takes_the_column_s_or_is_refused():
+    assert _csv_amounts(["1.234", "150,00"]) == [123400, 15000]  # the column writes decimal commas
+    assert _csv_amounts(["1,234", "150.00"], delimiter=",") == [123400, 15000]
+    assert _csv_amounts(["1,234"], mapping={"date": "date", "amount": "amount", "currency": "currency",
+                                            "options": {"decimal": "."}}) == [123400]
+    assert _csv_amounts(["150", "(12.50)", "7,00-"]) == [15000, -1250, -700]
+    with pytest.raises(ValidationError) as err:
+        _csv_amounts(["1,234"])
+    assert "line 2: column 'amount': amount '1,234' is ambiguous" in err.value.message
+    assert "set options.decimal" in err.value.message and err.value.details["line"] == 2
+    with pytest.raises(ValidationError) as err:  # mixed styles: each self-evident amount reads, "1.234" cannot
+        _csv_amounts(["1.234,56", "1,234.56", "1.234"])
+    assert err.value.details["line"] == 4 and "mixes decimal commas and decimal points" in err.value.message
+
+
+@pytest.mark.parametrize(("cell", "words"), [
+    ("1,5,0", "groups its digits wrongly"),
+    ("12.34.5", "groups its digits wrongly"),
+    ("1.234,5,6", "has ',' twice"),
+    ("1e5", "is not a number"),
+    ("1,001", "has more decimals than USD allows"),  # the options say decimal comma: 1.001 USD
+    ("9" * 16 + ",00", "is out of range"),
+])
+def test_csv_malformed_amounts_are_refused_naming_line_and_column(cell, words):
+    mapping = {"date": "date", "amount": "amount", "currency": "currency", "options": {"decimal": ","}}
+    with pytest.raises(ValidationError) as err:
+        _csv_amounts([cell], mapping=mapping)
+    assert f"line 2: column 'amount': amount {cell!r}" in err.value.message and words in err.value.message
+
+
+def test_csv_line_ends_huge_cells_nul_and_utf16():
+    base = "date;amount;currency;payer\r2026-01-20;150,00;USD;Globex\r"
+    (st,) = parse_csv(base.encode(), "cr.csv")
+    assert [ln.amount for ln in st.lines] == [15000]
+    (st,) = parse_csv(base.encode("utf-16"), "utf16.csv")
+    assert [ln.amount for ln in st.lines] == [15000]
+    with pytest.raises(ValidationError, match="huge.csv line 2: a cell longer than 1000000 characters"):
+        parse_csv(base.replace("Globex", "G" * 1_000_001).encode(), "huge.csv")
+    with pytest.raises(ValidationError, match="nul.csv line 2: contains a NUL character"):
+        parse_csv(base.replace("Globex", "Glo\x00bex").replace("\r", "\n").encode(), "nul.csv")
+    (empty,) = parse_csv(b"date;amount;currency\n", "header_only.csv")
+    assert empty.lines == ()
+    with pytest.raises(ValidationError, match="no date column"):
+        parse_csv(b"when;amount;currency\n", "header_only.csv")
+
+
+# --------------------------------------------------------------------------- bounds of statement text and amounts
+
+
+def test_long_names_and_remittance_are_shortened_with_a_note_long_identifiers_refused():
+    data = (b'date;amount;currency;payer;purpose;iban\n2026-01-20;150,00;USD;' + b"N" * 500 + b";" + b"R" * 5000
+            + b";DE89370400440532013000\n")
+    (st,) = parse_csv(data, "long.csv")
+    (line,) = st.lines
+    assert len(line.payer_name) == 300 and line.payer_name.endswith("\u2026") and len(line.text) == 4000
+    assert line.notes == ("payer name shortened from 500 to 300 characters",
+                          "remittance shortened from 5000 to 4000 characters")
+    with pytest.raises(ValidationError) as err:
+        parse_csv(data.replace(b"DE89370400440532013000", b"DE" + b"1" * 80), "long.csv")
+    assert "entry 1: payer_account is 82 characters long; at most 64" in err.value.message
+    assert err.value.details["field"] == "payer_account"
+
+
+def test_camt_amounts_out_of_range_or_not_finite_are_refused():
+    from tests.security.samples import CAMT053
+
+    for amount, words in (("9" * 400 + ".00", "is out of range"), ("1E+999999", "is out of range"),
+                          ("Infinity", "is not a non-negative USD amount"), ("1000000000000000", "is out of range")):
+        with pytest.raises(ValidationError) as err:
+            parse_camt(CAMT053.replace(b">150.00<", f">{amount}<".encode()), "big.xml")
+        assert "statement 1, entry 1: amount" in err.value.message and words in err.value.message
+    (st,) = parse_camt(CAMT053.replace(b">150.00<", b">999999999999999.99<"), "max.xml")
+    assert st.lines[0].amount == 99999999999999999

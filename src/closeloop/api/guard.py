@@ -15,6 +15,7 @@ from typing import Any
 from starlette.requests import Request
 
 from closeloop.api.errors import ApiError
+from closeloop.core.boundary import MAX_JSON_DEPTH, check_tree
 from closeloop.core.errors import ErrorCode, ValidationError
 
 MAX_BODY = 1_048_576  # bytes; commands and queries
@@ -65,14 +66,31 @@ def parse_json_object(raw: bytes, content_type: str | None, *, allow_empty: bool
         if allow_empty:
             return {}
         raise ValidationError("the request body is empty; send a JSON object", field="body")
+    # core.boundary's checks (depth, 64-bit integers, clean text) on a parse that keeps decimals exact: amounts
+    # in a request are Decimals, never floats (boundary.parse_json has no parse_float)
     try:
         data = json.loads(raw, parse_float=Decimal, parse_constant=_no_constant)
+    except RecursionError:  # the C parser stops at the interpreter's recursion limit
+        raise ValidationError(f"the request body is nested deeper than {MAX_JSON_DEPTH} levels", field="body",
+                              record="request body") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValidationError(f"the request body is not valid JSON: {exc}", field="body") from None
+    try:
+        check_tree(data, record="request body")
+    except ValidationError as err:  # name the field as the API does everywhere ("lines[0].memo", not "$.lines...")
+        raise _api_path(err) from None
     if not isinstance(data, dict):
         raise ValidationError(f"the request body must be a JSON object, not {type(data).__name__}", field="body")
     check_values(data)
     return data
+
+
+def _api_path(err: ValidationError) -> ValidationError:
+    path = str(err.details.get("field") or "$")
+    field = path[2:] if path.startswith("$.") else path[1:] if path.startswith("$[") else "body"
+    message = err.message[len(path) + 2:] if err.message.startswith(f"{path}: ") else err.message
+    return ValidationError(f"{field if field != 'body' else 'the request body'}: {message}", field=field,
+                           record="request body")
 
 
 def _no_constant(name: str) -> Any:

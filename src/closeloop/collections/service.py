@@ -43,7 +43,7 @@ from closeloop.core.exception_queue import close_exception, on_resolve, open_exc
 from closeloop.core.fx import convert
 from closeloop.core.money import check_currency, format_minor, to_minor
 from closeloop.core.periods import parse_date
-from closeloop.core.registry import command, payload, query
+from closeloop.core.registry import Limit, command, payload, query
 from closeloop.core.uow import dumps
 from closeloop.customers.service import Customer, get_customer
 
@@ -929,7 +929,11 @@ class BankImport:
 
 def _read_file(cmd: BankImport) -> tuple[bytes, str]:
     if cmd.content is not None:
-        return cmd.content.encode("utf-8"), cmd.file or f"inline.{cmd.format}"
+        try:
+            return cmd.content.encode("utf-8"), cmd.file or f"inline.{cmd.format}"
+        except UnicodeEncodeError:
+            raise ValidationError("content is not valid Unicode text (an unpaired surrogate)", field="content",
+                                  record=cmd.file) from None
     if not cmd.file:
         raise ValidationError("give file (a path) or content", field="file")
     path = Path(cmd.file)
@@ -946,6 +950,9 @@ def _read_file(cmd: BankImport) -> tuple[bytes, str]:
          summary="Import a bank statement (camt.053/054, MT940, CSV) and apply its receipts")
 def bank_import(uow: Any, cmd: BankImport) -> dict[str, Any]:
     data, name = _read_file(cmd)
+    if len(name) > 300 or "\x00" in name:  # the file name is recorded with the statement (300 characters)
+        raise ValidationError(f"the file name {name[:40]!r}... is {len(name)} characters long or contains a NUL"
+                              " character; at most 300 characters are accepted", field="file")
     statements = read_statement(cmd.format.lower(), data, name, cmd.mapping, cmd.currency)
     digest = hashlib.sha256(data).hexdigest()
     entity = cmd.entity
@@ -1022,6 +1029,8 @@ def import_statements(uow: Any, statements: Sequence[Statement], *, entity: str,
             except ValidationError:
                 status, note = "ignored", f"currency {line.currency!r} is not an ISO 4217 currency in use"
         seen.add(fp)
+        if line.notes:
+            note = "; ".join(x for x in (note, *line.notes) if x)
         if status == "payment":
             receipts.append((line_id, line, st.account))
         elif status == "ignored":
@@ -1151,7 +1160,7 @@ class PaymentsQuery:
     customer: str | None = None
     status: str | None = None
     entity: str | None = None
-    limit: int = 500
+    limit: Limit = 500
 
 
 @query("payments", PaymentsQuery, summary="Payments by customer, status, entity: count, totals per currency, list")
@@ -1185,7 +1194,7 @@ def payments_query(uow: Any, q: PaymentsQuery) -> dict[str, Any]:
 class BankLinesQuery:
     statement: int | None = None
     status: str | None = None
-    limit: int = 1000
+    limit: Limit = 1000
 
 
 @query("bank_lines", BankLinesQuery, summary="Imported bank statement lines and what became of each")

@@ -814,6 +814,14 @@ def _run(uow: Any, cmd: RevrecRun, through: date, ents: Sequence[LegalEntity]) -
         summary["events"] = [{"entity": e, "currency": c, "period": p, "date": d.isoformat(), "lines": len(v)}
                              for (e, c, p, d), v in sorted(groups.items())]
         return summary
+    if not groups:
+        # nothing due: no run is recorded and no run number taken, so a re-run (an operator repeating the command
+        # after a crash, a scheduler running twice) leaves the numbering of later runs as it was
+        _apply_run(uow, plan)
+        _save_positions(uow, positions)
+        summary.update({"run": None, "events": [],
+                        "note": f"nothing due through {through.isoformat()}: no run recorded"})
+        return summary
     run = _next_run_id(uow)
     events = []
     for (code, cur, period, day), items in sorted(groups.items()):
@@ -822,15 +830,19 @@ def _run(uow: Any, cmd: RevrecRun, through: date, ents: Sequence[LegalEntity]) -
         events.append({"entity": code, "currency": cur, "period": period, "date": day.isoformat(), "lines": len(items),
                        "amount": format_minor(sum(i[5].amount for i in items), cur), "event": event_id})
     _apply_run(uow, plan)
+    _save_positions(uow, positions)
+    uow.execute("INSERT INTO revenue_run (run, entity, through, lines, events, actor, created_at) VALUES (?,?,?,?,?,?,?)",
+                (run, cmd.entity, through.isoformat(), summary["lines"], len(events), uow.actor, uow.now()))
+    summary.update({"run": run, "events": events})
+    return summary
+
+
+def _save_positions(uow: Any, positions: Mapping[str, Position]) -> None:
     if positions:
         now = uow.now()
         uow.executemany("UPDATE revenue_contract SET billed = ?, recognised = ?, deferred = ?, unbilled = ?,"
                         " updated_at = ? WHERE contract_id = ?",
                         [(p.billed, p.recognised, p.deferred, p.unbilled, now, cid) for cid, p in positions.items()])
-    uow.execute("INSERT INTO revenue_run (run, entity, through, lines, events, actor, created_at) VALUES (?,?,?,?,?,?,?)",
-                (run, cmd.entity, through.isoformat(), summary["lines"], len(events), uow.actor, uow.now()))
-    summary.update({"run": run, "events": events})
-    return summary
 
 
 def _booked_since(uow: Any, entities: Sequence[str], day: str, contract_ids: set[str]) -> dict[str, list[model.Booked]]:

@@ -27,7 +27,7 @@ import defusedxml.ElementTree as DET
 from defusedxml import DefusedXmlException
 from lxml import etree
 
-from closeloop.collections.connectors import Statement, StatementLine
+from closeloop.collections.connectors import MAX_MAJOR_DIGITS, Statement, StatementLine, checked
 from closeloop.core.errors import ValidationError
 from closeloop.core.money import exponent
 
@@ -187,14 +187,20 @@ def _minor(text: str | None, currency: str, where: str, name: str) -> int:
     try:
         value = Decimal(text.strip())
     except InvalidOperation:
-        raise _refuse(name, f"{where}: amount {text!r} is not a decimal number") from None
+        raise _refuse(name, f"{where}: amount {text[:40]!r} is not a decimal number", field_name="Amt") from None
     try:
         exp = exponent(currency)
     except ValidationError:
         raise _refuse(name, f"{where}: unknown currency {currency!r}") from None
+    if not value.is_finite() or value < 0:
+        raise _refuse(name, f"{where}: amount {text[:40]} is not a non-negative {currency} amount", field_name="Amt")
+    if value.adjusted() >= MAX_MAJOR_DIGITS:  # checked before int(): 1E+999999 would be a huge integer
+        raise _refuse(name, f"{where}: amount {text[:40]}{'...' if len(text) > 40 else ''} is out of range (at most"
+                      f" {MAX_MAJOR_DIGITS} digits before the decimals)", field_name="Amt")
     scaled = value.scaleb(exp)
-    if scaled != scaled.to_integral_value() or value < 0:
-        raise _refuse(name, f"{where}: amount {text} is not a non-negative {currency} amount")
+    if scaled != scaled.to_integral_value():
+        raise _refuse(name, f"{where}: amount {text[:40]} has more decimals than {currency} allows ({exp})",
+                      field_name="Amt")
     return int(scaled)
 
 
@@ -225,8 +231,8 @@ def parse_camt(data: bytes, name: str = "statement.xml") -> list[Statement]:
     records = _records(root, uri)
     if len(records) != len(items):  # pragma: no cover - both walk the same statements in document order
         raise _refuse(name, "statements could not be read consistently")
-    return [_statement(r, item, f"camt.{kind}.001.{version}", msg_id, name, n, records[n - 1])
-            for n, item in enumerate(items, 1)]
+    return checked([_statement(r, item, f"camt.{kind}.001.{version}", msg_id, name, n, records[n - 1])
+                    for n, item in enumerate(items, 1)], name)
 
 
 def _statement(r: _Reader, stmt: Any, version: str, msg_id: str | None, name: str, number: int,

@@ -13,17 +13,22 @@ from __future__ import annotations
 
 import logging
 import re
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import mt940
 from mt940 import tags as mt_tags
 
-from closeloop.collections.connectors import Statement, StatementLine
+from closeloop.collections.connectors import Statement, StatementLine, checked
 from closeloop.core.errors import ValidationError
 from closeloop.core.money import exponent
 
 _IBAN = re.compile(r"^[A-Z]{2}\d{2}[A-Z0-9]{10,30}$")
+# the amount of each field that carries one (SWIFT: digits with one decimal comma, at most 15 characters)
+_AMOUNTS = (re.compile(r"^:(6[0245][FM]?|65):[CD]\d{6}[A-Z]{3}([^A-Z\s]*)"),
+            re.compile(r"^:(61):\d{6}(?:\d{4})?R?[CD][A-Z]?([\d,.]*)"),
+            re.compile(r"^:(90[CD]):\d{1,5}[A-Z]{3}([^A-Z\s]*)"),
+            re.compile(r"^:(34F):[A-Z]{3}[CD]?([^A-Z\s]*)"))
 _FIELD = re.compile(r"/(EREF|REMI|NAME|IBAN|BENM|ORDP|CSID|MARF|BIC|ADDR|ISDT|RTRN|PREF|SVCL)/")
 
 
@@ -68,13 +73,49 @@ def _try(text: str, name: str, errors: list[str]) -> Any:
             transactions = mt940.models.Transactions(tags=extra) if extra else mt940.models.Transactions()
             transactions.parse(text)
             return transactions
+        except ArithmeticError:  # decimal.InvalidOperation: an amount the library could not convert
+            raise _bad_amount(text, name) from None
         except (RuntimeError, ValueError, KeyError, IndexError, AttributeError) as exc:
             errors.append(str(exc).split("\n", 1)[0][:300])
     raise ValidationError(f"{name}: not a readable MT940 statement: {errors[-1]}", field="file", record=name)
 
 
+def _bad_amount(text: str, name: str) -> ValidationError:
+    """The refusal for an amount that is no SWIFT amount (``1,5,0``), naming its line and field."""
+    for number, line in enumerate(text.split("\n"), 1):
+        for pattern in _AMOUNTS:
+            m = pattern.match(line)
+            if m is None:
+                continue
+            amount = m.group(2)
+            try:
+                Decimal(amount.replace(",", "."))
+            except InvalidOperation:
+                return ValidationError(f"{name} line {number}: field :{m.group(1)}: amount {amount[:20]!r} is not a"
+                                       " SWIFT amount (digits with one decimal comma, such as 150,00)",
+                                       field=f":{m.group(1)}:", record=name, line=number)
+    return ValidationError(f"{name}: an amount is not a SWIFT amount (digits with one decimal comma, such as"
+                           " 150,00)", field="file", record=name)
+
+
+def _minor(value: Decimal, currency: str, name: str, where: str) -> int:
+    try:
+        exp = exponent(currency)
+    except ValidationError:
+        raise ValidationError(f"{name}: {where}: unknown currency {currency[:10]!r}", field="currency",
+                              record=name) from None
+    scaled = value.scaleb(exp)
+    if scaled != scaled.to_integral_value():
+        raise ValidationError(f"{name}: {where}: amount {value} has more decimals than {currency} allows ({exp})",
+                              field="amount", record=name)
+    return int(scaled)
+
+
 def parse_mt940(data: bytes, name: str = "statement.sta") -> list[Statement]:
     text = _decode(data)
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise ValidationError(f"{name} line {line}: contains a NUL character", field="file", record=name, line=line)
     if ":20:" not in text or ":61:" not in text and ":60F:" not in text and ":60M:" not in text:
         raise ValidationError(f"{name}: not an MT940 statement (no :20: and :60F:/:61: fields)", field="file",
                               record=name)
@@ -89,7 +130,7 @@ def parse_mt940(data: bytes, name: str = "statement.sta") -> list[Statement]:
         if amount is None:
             raise ValidationError(f"{name}: transaction {n} has no amount", field="file", record=name)
         currency = str(amount.currency)
-        minor = int((Decimal(amount.amount).copy_abs()).scaleb(exponent(currency)))
+        minor = _minor(Decimal(amount.amount).copy_abs(), currency, name, f"transaction {n} (:61:)")
         status = str(d.get("status") or "")
         reversal = status.startswith("R")
         direction = "credit" if status.endswith("C") else "debit"
@@ -135,11 +176,11 @@ def parse_mt940(data: bytes, name: str = "statement.sta") -> list[Statement]:
         if value is None:
             return None
         amt = value.amount
-        return int(Decimal(amt.amount).scaleb(exponent(str(amt.currency))))
+        return _minor(Decimal(amt.amount), str(amt.currency), name, "balance")
 
-    return [Statement(
+    return checked([Statement(
         format="mt940", statement_id=str(head.get("transaction_reference") or name), account=account,
         currency=currency or (str(closing.amount.currency) if closing is not None else None),
         lines=tuple(lines), opening_balance=_bal(opening), closing_balance=_bal(closing),
         message_id=str(head.get("statement_number") or "") or None, version="mt940",
-    )]
+    )], name)

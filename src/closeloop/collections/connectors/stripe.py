@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from closeloop.collections.connectors import out_of_range
+from closeloop.core.boundary import check_tree, parse_json
 from closeloop.core.errors import ForbiddenError, ValidationError
 
 DEFAULT_TOLERANCE = 300
@@ -76,13 +77,98 @@ def verify(secret: str, body: bytes, header: str | None, *, now: float, toleranc
 
 
 def parse_body(body: bytes) -> dict[str, Any]:
-    try:
-        doc = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValidationError(f"the webhook body is not UTF-8 JSON: {exc}", field="body") from None
+    """The event of a webhook body: UTF-8 JSON, nested at most 64 deep, integers within 64 bits, clean text
+    (core.boundary.parse_json), and an object."""
+    doc = parse_json(body, record="webhook body")
     if not isinstance(doc, dict):
-        raise ValidationError("the webhook body must be an event object", field="body")
+        raise ValidationError(f"the webhook body must be an event object, not {type(doc).__name__}", field="body",
+                              record="webhook body")
     return doc
+
+
+# Stripe ids are under 40 characters; two of them joined by "|" (a payment intent and its charge) fit the
+# 128-character provider_ref column, and one fits the 64-character payer account.
+MAX_ID = 63
+MAX_TIMESTAMP = 253_402_300_799  # 9999-12-31T23:59:59Z
+AMOUNT_KEYS = ("amount", "amount_received", "amount_captured", "amount_refunded", "amount_paid", "amount_due",
+               "amount_remaining")
+
+
+def _refuse(event_id: str | None, path: str, reason: str) -> ValidationError:
+    return ValidationError(f"provider event {event_id or '(no id)'}: {path} {reason}", field=path,
+                           record=event_id or None)
+
+
+def _id(value: Any, event_id: str | None, path: str, *, required: bool = False) -> str | None:
+    """An id (a string) or an expanded object's id; None when absent and not required."""
+    if isinstance(value, Mapping):
+        value, path = value.get("id"), f"{path}.id"
+    if value is None or value == "":
+        if required:
+            raise _refuse(event_id, path, "is missing (every Stripe object has an id)")
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise _refuse(event_id, path, f"must be a string id, not {type(value).__name__}")
+    if len(value) > MAX_ID:
+        raise _refuse(event_id, path, f"is {len(value)} characters long; at most {MAX_ID} are accepted")
+    return value
+
+
+def _minor(value: Any, event_id: str | None, path: str, currency: str = "") -> int:
+    """A Stripe amount: an integer of minor units, not negative, in range; absent is 0."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _refuse(event_id, path, f"must be an integer amount in minor units, not {type(value).__name__}"
+                                      f" {str(value)[:30]!r}")
+    if value < 0:
+        raise _refuse(event_id, path, f"must not be negative ({value})")
+    if out_of_range(value, currency or "XXX"):
+        raise _refuse(event_id, path, f"{value} is out of range")
+    return value
+
+
+def _timestamp(value: Any, event_id: str | None, path: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TIMESTAMP:
+        raise _refuse(event_id, path, f"must be a Unix timestamp (seconds), not {str(value)[:30]!r}")
+    return value
+
+
+def check_event(event: Any) -> tuple[str, str, Mapping[str, Any]]:
+    """The envelope of an event — ``{id, type, created, data: {object: {id, ...}}}`` — checked field by field:
+    (id, type, data.object), or a ValidationError naming the event and the field."""
+    if not isinstance(event, Mapping):
+        raise ValidationError(f"a provider event must be an object, not {type(event).__name__}", field="event")
+    check_tree(event, record=str(event.get("id"))[:MAX_ID] if isinstance(event.get("id"), str) else None)
+    raw_id = event.get("id")
+    if not isinstance(raw_id, str) or not raw_id.strip():
+        raise _refuse(None, "id", "is missing or not a string: a provider event needs id, type and data.object")
+    event_id = raw_id.strip()
+    if len(event_id) > MAX_ID:
+        raise _refuse(event_id[:MAX_ID], "id", f"is {len(event_id)} characters long; at most {MAX_ID} are accepted")
+    kind = event.get("type")
+    if not isinstance(kind, str) or not kind.strip() or len(kind) > 64:
+        raise _refuse(event_id, "type", "must be an event type such as payment_intent.succeeded: a provider event"
+                                        " needs id, type and data.object")
+    data = event.get("data")
+    obj = data.get("object") if isinstance(data, Mapping) else None
+    if not isinstance(obj, Mapping):
+        raise _refuse(event_id, "data.object", "is missing or not an object: a provider event needs id, type and"
+                                               " data.object")
+    _id(obj.get("id"), event_id, "data.object.id", required=kind in HANDLED)
+    _timestamp(event.get("created"), event_id, "created")
+    for key in ("created", "arrival_date"):
+        _timestamp(obj.get(key), event_id, f"data.object.{key}")
+    currency = obj.get("currency")
+    if currency is not None and (not isinstance(currency, str) or len(currency) > 3):
+        raise _refuse(event_id, "data.object.currency", f"must be a three-letter currency code, not {str(currency)[:20]!r}")
+    for key in AMOUNT_KEYS:
+        _minor(obj.get(key), event_id, f"data.object.{key}", str(currency or "").upper())
+    for key in ("customer", "payment_intent", "charge", "latest_charge"):
+        _id(obj.get(key), event_id, f"data.object.{key}")
+    return event_id, kind, obj
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,125 +209,119 @@ def _meta(obj: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _day(ts: Any) -> str:
-    try:
-        return datetime.fromtimestamp(int(ts), UTC).date().isoformat()
-    except (TypeError, ValueError, OSError):
+    if isinstance(ts, bool) or not isinstance(ts, int) or not 0 <= ts <= MAX_TIMESTAMP:
         return ""
+    return datetime.fromtimestamp(ts, UTC).date().isoformat()
 
 
-def _fee(obj: Mapping[str, Any]) -> int:
+def _items(value: Any) -> list[Mapping[str, Any]]:
+    """The objects of a Stripe list (``{"data": [...]}``); anything else is no items."""
+    data = value.get("data") if isinstance(value, Mapping) else None
+    return [item for item in data if isinstance(item, Mapping)] if isinstance(data, list) else []
+
+
+def _fee(obj: Mapping[str, Any], event_id: str, path: str = "data.object") -> int:
     bt = obj.get("balance_transaction")
     if isinstance(bt, Mapping) and bt.get("fee") is not None:
-        return int(bt["fee"])
+        return _minor(bt["fee"], event_id, f"{path}.balance_transaction.fee")
     charges = obj.get("charges")
     if isinstance(charges, Mapping):
-        return sum(_fee(c) for c in charges.get("data") or [] if isinstance(c, Mapping))
+        return sum(_fee(c, event_id, f"{path}.charges.data[{i}]") for i, c in enumerate(_items(charges)))
     latest = obj.get("latest_charge")
     if isinstance(latest, Mapping):
-        return _fee(latest)
+        return _fee(latest, event_id, f"{path}.latest_charge")
     return 0
 
 
-def _charge_id(obj: Mapping[str, Any]) -> str | None:
-    latest = obj.get("latest_charge")
-    if isinstance(latest, str):
-        return latest
-    if isinstance(latest, Mapping):
-        return str(latest.get("id"))
-    charges = obj.get("charges")
-    if isinstance(charges, Mapping):
-        data = charges.get("data") or []
-        if data and isinstance(data[0], Mapping):
-            return str(data[0].get("id"))
-    charge = obj.get("charge")
-    if isinstance(charge, str):
-        return charge
-    if isinstance(charge, Mapping):
-        return str(charge.get("id"))
-    return None
-
-
-def _ref(value: Any) -> str | None:
-    if isinstance(value, Mapping):
-        return str(value.get("id")) if value.get("id") else None
-    return str(value) if value else None
+def _charge_id(obj: Mapping[str, Any], event_id: str) -> str | None:
+    if obj.get("latest_charge"):
+        return _id(obj.get("latest_charge"), event_id, "data.object.latest_charge")
+    charges = _items(obj.get("charges"))
+    if charges:
+        return _id(charges[0], event_id, "data.object.charges.data[0]")
+    return _id(obj.get("charge"), event_id, "data.object.charge")
 
 
 def map_event(event: Mapping[str, Any]) -> ProviderAction:
-    """One Stripe event (envelope ``{id, type, created, data: {object}}``) as a provider action."""
-    event_id = str(event.get("id") or "").strip()
-    kind = str(event.get("type") or "")
-    data = event.get("data")
-    obj = data.get("object") if isinstance(data, Mapping) else None
-    if not event_id or not kind or not isinstance(obj, Mapping):
-        raise ValidationError("a provider event needs id, type and data.object", field="event",
-                              record=event_id or None)
-    created = int(event.get("created") or obj.get("created") or 0)
+    """One Stripe event (envelope ``{id, type, created, data: {object}}``) as a provider action; the envelope
+    and the fields used are checked first (:func:`check_event`), each refusal naming the event and the field."""
+    event_id, kind, obj = check_event(event)
+    created = event.get("created") or obj.get("created") or 0
+
+    def ref(key: str) -> str | None:
+        return _id(obj.get(key), event_id, f"data.object.{key}")
+
+    def amount(*keys: str) -> int:
+        for key in keys:
+            if obj.get(key):
+                return _minor(obj[key], event_id, f"data.object.{key}")
+        return 0
+
+    object_id = ref("id") or ""
     meta = _meta(obj)
     base: dict[str, Any] = {
-        "event_id": event_id, "event_type": kind, "created": created, "object_id": str(obj.get("id") or ""),
-        "currency": str(obj.get("currency") or "").upper(), "customer_ref": _ref(obj.get("customer")),
+        "event_id": event_id, "event_type": kind, "created": created, "object_id": object_id,
+        "currency": str(obj.get("currency") or "").upper(), "customer_ref": ref("customer"),
         "customer": meta.get("closeloop_customer") or meta.get("customer") or meta.get("customer_external_id"),
         "invoice": meta.get("closeloop_invoice") or meta.get("invoice") or meta.get("invoice_number"),
         "description": str(obj.get("description") or obj.get("statement_descriptor") or ""),
         "date": _day(created) or _day(obj.get("created")), "metadata": tuple(sorted(meta.items())),
     }
     if kind == "payment_intent.succeeded":
-        return ProviderAction(kind="receipt", payment_ref=str(obj["id"]), charge=_charge_id(obj),
-                              amount=int(obj.get("amount_received") or obj.get("amount") or 0), fee=_fee(obj), **base)
+        return ProviderAction(kind="receipt", payment_ref=object_id, charge=_charge_id(obj, event_id),
+                              amount=amount("amount_received", "amount"), fee=_fee(obj, event_id), **base)
     if kind == "payment_intent.payment_failed":
         error = obj.get("last_payment_error") or {}
         reason = (error.get("message") or error.get("code") or "payment failed") if isinstance(error, Mapping) \
             else "payment failed"
-        return ProviderAction(kind="failure", payment_ref=str(obj["id"]), charge=_charge_id(obj),
-                              amount=int(obj.get("amount") or 0), reason=str(reason), **base)
+        return ProviderAction(kind="failure", payment_ref=object_id, charge=_charge_id(obj, event_id),
+                              amount=amount("amount"), reason=str(reason), **base)
     if kind in ("charge.succeeded", "charge.failed"):
         if obj.get("payment_intent"):
             return ProviderAction(kind="ignored", note="the payment intent's own event carries this charge", **base)
         if kind == "charge.succeeded":
-            return ProviderAction(kind="receipt", payment_ref=str(obj["id"]), charge=str(obj["id"]),
-                                  amount=int(obj.get("amount_captured") or obj.get("amount") or 0), fee=_fee(obj),
+            return ProviderAction(kind="receipt", payment_ref=object_id, charge=object_id,
+                                  amount=amount("amount_captured", "amount"), fee=_fee(obj, event_id),
                                   **base)
-        return ProviderAction(kind="failure", payment_ref=str(obj["id"]), charge=str(obj["id"]),
-                              amount=int(obj.get("amount") or 0),
+        return ProviderAction(kind="failure", payment_ref=object_id, charge=object_id,
+                              amount=amount("amount"),
                               reason=str(obj.get("failure_message") or obj.get("failure_code") or "charge failed"),
                               **base)
     if kind == "charge.refunded":
-        refunds_obj = obj.get("refunds")
         refunds: list[tuple[str, int]] = []
-        if isinstance(refunds_obj, Mapping):
-            for r in refunds_obj.get("data") or []:
-                if isinstance(r, Mapping) and r.get("id") and r.get("status", "succeeded") in ("succeeded", "pending"):
-                    refunds.append((str(r["id"]), int(r.get("amount") or 0)))
-        return ProviderAction(kind="refund", payment_ref=_ref(obj.get("payment_intent")) or str(obj["id"]),
-                              charge=str(obj["id"]), amount=int(obj.get("amount") or 0), refunds=tuple(refunds),
-                              amount_refunded=int(obj.get("amount_refunded") or 0), **base)
+        for i, r in enumerate(_items(obj.get("refunds"))):
+            if r.get("id") and r.get("status", "succeeded") in ("succeeded", "pending"):
+                refunds.append((str(_id(r["id"], event_id, f"data.object.refunds.data[{i}].id")),
+                                _minor(r.get("amount"), event_id, f"data.object.refunds.data[{i}].amount")))
+        return ProviderAction(kind="refund", payment_ref=ref("payment_intent") or object_id,
+                              charge=object_id, amount=amount("amount"), refunds=tuple(refunds),
+                              amount_refunded=amount("amount_refunded"), **base)
     if kind in ("refund.created", "refund.updated", "charge.refund.updated"):
         status = str(obj.get("status") or "succeeded")
         if status not in ("succeeded", "pending"):
-            return ProviderAction(kind="ignored", note=f"refund {obj.get('id')} is {status}", **base)
-        return ProviderAction(kind="refund", payment_ref=_ref(obj.get("payment_intent")) or _ref(obj.get("charge")),
-                              charge=_ref(obj.get("charge")), amount=int(obj.get("amount") or 0),
-                              refunds=((str(obj["id"]), int(obj.get("amount") or 0)),), **base)
+            return ProviderAction(kind="ignored", note=f"refund {object_id} is {status}", **base)
+        return ProviderAction(kind="refund", payment_ref=ref("payment_intent") or ref("charge"),
+                              charge=ref("charge"), amount=amount("amount"),
+                              refunds=((object_id, amount("amount")),), **base)
     if kind in ("charge.dispute.created", "charge.dispute.closed"):
         status = str(obj.get("status") or "")
         outcome = None
         if kind == "charge.dispute.closed":
             outcome = {"won": "rejected", "lost": "credit", "warning_closed": "rejected"}.get(status, "rejected")
         return ProviderAction(kind="dispute_opened" if kind.endswith("created") else "dispute_closed",
-                              payment_ref=_ref(obj.get("payment_intent")) or _ref(obj.get("charge")),
-                              charge=_ref(obj.get("charge")), amount=int(obj.get("amount") or 0),
+                              payment_ref=ref("payment_intent") or ref("charge"),
+                              charge=ref("charge"), amount=amount("amount"),
                               reason=str(obj.get("reason") or "general"), outcome=outcome, note=status, **base)
     if kind == "payout.paid":
-        return ProviderAction(kind="payout", amount=int(obj.get("amount") or 0),
+        return ProviderAction(kind="payout", amount=amount("amount"),
                               **{**base, "date": _day(obj.get("arrival_date")) or base["date"]})
     if kind == "invoice.paid":
         if obj.get("payment_intent"):
             return ProviderAction(kind="ignored", note="the payment intent's own event carries this payment", **base)
-        return ProviderAction(kind="receipt", payment_ref=str(obj["id"]), charge=_ref(obj.get("charge")),
-                              amount=int(obj.get("amount_paid") or 0), **base)
+        return ProviderAction(kind="receipt", payment_ref=object_id, charge=ref("charge"),
+                              amount=amount("amount_paid"), **base)
     if kind == "invoice.payment_failed":
-        return ProviderAction(kind="failure", payment_ref=_ref(obj.get("payment_intent")) or str(obj["id"]),
-                              amount=int(obj.get("amount_due") or obj.get("amount_remaining") or 0),
+        return ProviderAction(kind="failure", payment_ref=ref("payment_intent") or object_id,
+                              amount=amount("amount_due", "amount_remaining"),
                               reason=f"invoice payment failed (attempt {obj.get('attempt_count') or 1})", **base)
     return ProviderAction(kind="ignored", note=f"event type {kind} is not used by collections", **base)
