@@ -4,13 +4,23 @@
 audit record, business events in the outbox, commit) and then, in the
 embedded mode, delivers the events in-process; ``app.query(name, where)``
 reads. The CLI, the REST API and the scenario runner call exactly these.
+
+The audit record never holds a secret (:func:`redact`): a payload field
+declared secret (``secret: str | None = field(default=None, metadata={"secret":
+True})`` in its ``@payload`` class) is written as ``[redacted]``, and so, as a
+safety net, is any field at any depth whose name says it is one
+(:data:`SECRET_NAMES`, :data:`SECRET_SUFFIXES`); the values removed are also
+scrubbed from the refusal recorded with the row.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
+import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -25,6 +35,99 @@ from closeloop.core.uow import UnitOfWork, dumps
 
 _expected_heads: set[str] | None = None
 _schema_lock = threading.Lock()
+
+REDACTED = "[redacted]"
+# The safety net under the declarations: field names that are secrets wherever they appear.
+SECRET_NAMES = frozenset({
+    "secret", "password", "passphrase", "passwd", "api_key", "apikey", "token", "access_token", "refresh_token",
+    "id_token", "client_secret", "private_key", "secret_key", "signing_secret", "webhook_secret",
+})
+SECRET_SUFFIXES = ("_secret", "_password", "_token", "_api_key", "_private_key")
+
+
+def is_secret_name(name: Any) -> bool:
+    key = str(name).lower().replace("-", "_")
+    return key in SECRET_NAMES or key.endswith(SECRET_SUFFIXES)
+
+
+@functools.cache
+def declared_secrets(payload_class: type) -> frozenset[str]:
+    """The fields a ``@payload`` class declares secret (``metadata={"secret": True}``)."""
+    if not dataclasses.is_dataclass(payload_class):
+        return frozenset()
+    return frozenset(f.name for f in dataclasses.fields(payload_class) if f.metadata.get("secret"))
+
+
+def redact(value: Any, declared: Iterable[str] = ()) -> tuple[Any, list[str]]:
+    """A copy of ``value`` with secret fields written as ``[redacted]``, and the secret strings removed.
+
+    ``declared`` names the top-level fields declared secret; below them, and for every other field, the
+    name decides (:func:`is_secret_name`). Empty values (None, "") are kept: they say no secret was given."""
+    found: list[str] = []
+    names = frozenset(declared)
+
+    def walk(item: Any, top: bool) -> Any:
+        if isinstance(item, dict):
+            out = {}
+            for key, sub in item.items():
+                if sub not in (None, "") and ((top and key in names) or is_secret_name(key)):
+                    found.extend(_strings(sub))
+                    out[key] = REDACTED
+                else:
+                    out[key] = walk(sub, False)
+            return out
+        if isinstance(item, list | tuple):
+            return [walk(sub, False) for sub in item]
+        return item
+
+    return walk(value, True), found
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for sub in value.values() for s in _strings(sub)]
+    if isinstance(value, list | tuple):
+        return [s for sub in value for s in _strings(sub)]
+    return [str(value)] if value is not None else []
+
+
+def scrub(value: Any, secrets: Iterable[str]) -> Any:
+    """A copy of ``value`` with every occurrence of a secret inside its strings replaced (working on the
+    values, not on their JSON text, so that a secret that looks like JSON cannot break the record). Values
+    under 8 characters are left: they would match ordinary text."""
+    found = sorted({s for s in secrets if len(s) >= 8}, key=len, reverse=True)
+    if not found:
+        return value
+
+    def walk(item: Any) -> Any:
+        if isinstance(item, str):
+            for secret in found:
+                if secret in item:
+                    item = item.replace(secret, REDACTED)
+            return item
+        if isinstance(item, dict):
+            return {walk(k): walk(v) for k, v in item.items()}
+        if isinstance(item, list | tuple):
+            return [walk(sub) for sub in item]
+        return item
+
+    return walk(value)
+
+
+# Any text that could hold a secret field's name (a superset of is_secret_name): the fast path skips the rest.
+_MAY_NAME_A_SECRET = re.compile(r"secret|password|passphrase|passwd|token|api[_-]?key|private[_-]?key", re.I)
+
+
+def audit_payload(op: registry.Operation | None, payload: dict[str, Any]) -> tuple[str, list[str]]:
+    """The audit log's text of a payload, secrets redacted, and the secret values it held."""
+    text = dumps(payload)
+    declared = declared_secrets(op.input) if op is not None else frozenset()
+    if not _MAY_NAME_A_SECRET.search(text) and all(payload.get(n) in (None, "") for n in declared):
+        return text, []
+    redacted, found = redact(payload, declared)
+    return dumps(scrub(redacted, found)), found
 
 
 def ensure_schema(engine: Any, url: str) -> None:
@@ -155,6 +258,7 @@ class App:
         actor = actor or self.actor
         source = str(payload.get("source") or source or self.source)
         current: list[UnitOfWork] = []
+        op: registry.Operation | None = None
         try:
             op = registry.get(name, "command")
             cmd = op.parse(payload)
@@ -162,7 +266,8 @@ class App:
                 command_id = uow.scalar(
                     "INSERT INTO audit_log (at, business_date, actor, source, command, payload, outcome,"
                     " correlation_id) VALUES (?,?,?,?,?,?,'ok',?) RETURNING id",
-                    (uow.now(), uow.today().isoformat(), actor, source, name, dumps(payload), correlation_id),
+                    (uow.now(), uow.today().isoformat(), actor, source, name, audit_payload(op, payload)[0],
+                     correlation_id),
                 )
                 current.append(uow)
                 uow.command_id = int(command_id)
@@ -173,28 +278,32 @@ class App:
                 result = self.authorizer.check_result(uow, op, cmd, op.fn(uow, cmd), actor)
         except CloseloopError as err:
             kept = current[0].kept_on_failure if current else []
-            self._record_refusal(name, payload, actor, source, str(err.code), err.to_dict(), kept, correlation_id)
+            self._record_refusal(name, payload, actor, source, str(err.code), err.to_dict(), kept, correlation_id,
+                                 op=op)
             raise
         except Exception as exc:
             kept = current[0].kept_on_failure if current else []
             self._record_refusal(name, payload, actor, source, "internal_error",
-                                 {"message": f"{type(exc).__name__}: {exc}"}, kept, correlation_id)
+                                 {"message": f"{type(exc).__name__}: {exc}"}, kept, correlation_id, op=op)
             raise
         if uow.dispatch_needed and self.dispatch_mode == "inline":
             self.dispatch()
         return result
 
     def _record_refusal(self, name: str, payload: dict[str, Any], actor: str, source: str, outcome: str,
-                        detail: dict[str, Any], kept: list[Any], correlation_id: str | None) -> None:
+                        detail: dict[str, Any], kept: list[Any], correlation_id: str | None, *,
+                        op: registry.Operation | None = None) -> None:
         """A refused command writes nothing of its own; its audit record and exceptions are kept."""
         kept = kept or []
         try:
+            payload_text, found = audit_payload(op, payload)
+            result, more = redact(detail)
             with self.unit_of_work(actor=actor, source=source, correlation_id=correlation_id) as uow:
                 uow.execute(
                     "INSERT INTO audit_log (at, business_date, actor, source, command, payload, outcome, result,"
                     " correlation_id) VALUES (?,?,?,?,?,?,?,?,?)",
-                    (uow.now(), uow.today().isoformat(), actor, source, name, dumps(payload), outcome,
-                     dumps(detail), correlation_id),
+                    (uow.now(), uow.today().isoformat(), actor, source, name, payload_text, outcome,
+                     dumps(scrub(result, found + more)), correlation_id),
                 )
                 for record in kept:
                     record(uow)
@@ -210,7 +319,8 @@ class App:
                 q = self.authorizer.authorize(uow, op, q, actor)
                 return self.authorizer.check_result(uow, op, q, op.fn(uow, q), actor)  # type: ignore[no-any-return]
         except ForbiddenError as err:  # denials of reads are audited too
-            self._record_refusal(name, dict(where or {}), actor, self.source, str(err.code), err.to_dict(), [], None)
+            self._record_refusal(name, dict(where or {}), actor, self.source, str(err.code), err.to_dict(), [], None,
+                                 op=op)
             raise
 
     def dispatch(self) -> DeliveryReport:

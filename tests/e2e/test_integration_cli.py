@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 import closeloop
 from closeloop.cli.main import app as cli_app
+from tests.integration.test_webhooks_delivery import secret_key_on_postgresql  # noqa: F401 - autouse
 
 ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
@@ -103,18 +104,34 @@ def test_recon_run_exits_1_on_breaks_and_explain_shows_lineage(db):
 
 
 def test_webhooks_commands_with_a_local_receiver(db):
+    from closeloop.integration.webhooks import verify_signature
     from tests.integration.test_webhooks_delivery import Receiver
 
     receiver = Receiver()
     try:
         added = jrun(db, "webhooks", "add", "crm", receiver.url, "--event", "probe.pinged")
-        assert len(added["secret"]) == 64
+        secret = added["secret"]
+        assert len(secret) == 64
         run(db, "do", "probe.emit", '{"probe":"p"}')
         assert jrun(db, "webhooks", "send")["sent"] == 1
         assert len(receiver.requests) == 1
+        req = receiver.requests[0]
+        assert verify_signature(secret, req["body"], req["headers"]["X-Closeloop-Signature"])
         [d] = jrun(db, "webhooks", "deliveries")["items"]
         assert d["status"] == "delivered"
-        assert "crm" in run(db, "webhooks", "list").output
+        listed = run(db, "webhooks", "list")
+        assert "crm" in listed.output and secret not in listed.output
+        assert jrun(db, "webhooks", "list")["items"][0]["secret"] == "****" + secret[-4:]  # shown once, then masked
+        audit = run(db, "audit", "--json")
+        assert "webhook.subscribe" in audit.output and secret not in audit.output
+        # a lost secret is replaced, not shown again
+        rotated = jrun(db, "do", "webhook.rotate_secret", '{"name":"crm"}')["secret"]
+        assert rotated != secret and rotated not in run(db, "audit", "--json").output
+        run(db, "do", "probe.emit", '{"probe":"p"}')
+        assert jrun(db, "webhooks", "send")["sent"] == 1
+        req = receiver.requests[1]
+        assert verify_signature(rotated, req["body"], req["headers"]["X-Closeloop-Signature"])
+        assert not verify_signature(secret, req["body"], req["headers"]["X-Closeloop-Signature"])
         assert jrun(db, "webhooks", "remove", "crm")["active"] is False
     finally:
         receiver.close()

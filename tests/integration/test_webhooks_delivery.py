@@ -4,6 +4,7 @@ delivery log, dead deliveries as sync_failed exceptions, order per aggregate, an
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from datetime import timedelta
@@ -12,11 +13,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from closeloop.core.errors import CloseloopError
-from closeloop.integration import crm
+from closeloop.integration import crm, secret_box
 from closeloop.integration.webhooks import WebhookSender, sign, verify_signature
 from closeloop.integration.worker import uow_factory
+from tests.conftest import TEST_DATABASE
 
 SECRET = "s3cret-for-tests-0123456789"
+
+
+@pytest.fixture(autouse=True)
+def secret_key_on_postgresql(monkeypatch):
+    """Signing secrets are encrypted at rest: PostgreSQL needs a configured key (SQLite has its key file)."""
+    if TEST_DATABASE is not None and not os.environ.get(secret_box.ENV_KEY):
+        monkeypatch.setenv(secret_box.ENV_KEY, secret_box.generate_key())
 
 
 class Receiver:
@@ -96,7 +105,8 @@ def test_signature_rejects_stale_timestamps():
 
 def test_subscription_validation(app, receiver):
     for bad, field in (({"url": "ftp://x"}, "url"), ({"event_types": ["nope.never"]}, "event_types"),
-                       ({"event_types": []}, "event_types"), ({"secret": "short"}, "secret")):
+                       ({"event_types": []}, "event_types"), ({"secret": "short"}, "secret"),
+                       ({"secret": "x" * 257}, "secret")):
         payload = {"name": "x", "url": receiver.url, "event_types": ["probe.pinged"], **bad}
         with pytest.raises(CloseloopError) as exc:
             app.do("webhook.subscribe", payload)

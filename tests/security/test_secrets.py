@@ -1,5 +1,7 @@
 """Secrets are never logged and never stored in clear: API keys, session tokens and passwords (hashed), the
-Stripe and CRM webhook secrets (configuration only), outbound webhook signing secrets.
+Stripe and CRM webhook secrets (configuration only), outbound webhook signing secrets (encrypted with the
+secret key, shown once, redacted from the audit log and the API's replay store; deliveries are still signed
+so that they verify with the original secret).
 
 "Logged" covers every place a secret could be written: the audit log (command payloads and results),
 the outbox (event payloads), the exception queue, authentication events, any other table, and the log
@@ -9,14 +11,24 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import stat
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
 
 from closeloop.auth.users import add_user, create_key, create_session, sha256, verify_password
 from closeloop.collections.connectors import stripe
+from closeloop.core.errors import CloseloopError
 from closeloop.customers import webhook as crm_webhook
+from closeloop.integration import secret_box
+from closeloop.integration.webhooks import Outcome, WebhookSender, verify_signature
+from closeloop.integration.worker import uow_factory
+from tests.conftest import TEST_DATABASE
+from tests.integration.test_webhooks_delivery import secret_key_on_postgresql  # noqa: F401 - autouse
 from tests.security import samples
 
 
@@ -125,32 +137,58 @@ def test_outbound_webhook_deliveries_carry_signatures_not_the_secret(app, us01):
     assert deliveries and secret not in " ".join(str(r) for r in deliveries)
 
 
-@pytest.mark.xfail(strict=True, reason="integration: webhook.subscribe's payload, secret included, is written to"
-                   " the audit log (audit_log.payload), readable by every role the audit query allows")
 def test_outbound_webhook_secret_is_not_in_the_audit_log(app):
     secret = "outbound-secret-0123456789abcdef"
-    app.do("webhook.subscribe", {"name": "erp", "url": "http://127.0.0.1:9/hook", "event_types": ["period.closed"],
-                                 "secret": secret})
+    result = app.do("webhook.subscribe", {"name": "erp", "url": "http://127.0.0.1:9/hook",
+                                          "event_types": ["period.closed"], "secret": secret})
+    assert result["secret"] == secret  # shown once, to the caller
+    app.do("webhook.rotate_secret", {"name": "erp", "secret": secret[::-1]})
+    # refusals are audited with their payload and error: redacted too
+    for bad in ({"name": "erp2", "secret": secret + "x" * 300},  # too long
+                {"name": "erp", "secret": secret + "-again"},  # a conflict
+                {"name": "erp3", "secret": secret + "-3", "nonsense": 1}):  # an unknown field
+        with pytest.raises(Exception):  # noqa: B017 - refused; the point is what is written
+            app.do("webhook.subscribe", {"url": "http://127.0.0.1:9/hook", "event_types": ["period.closed"], **bad})
     audit = app.query("audit", {"command": "webhook.subscribe"})
-    assert secret not in json.dumps(audit)
+    assert len(audit["items"]) == 4 and secret not in json.dumps(audit)
+    assert all(item["payload"]["secret"] == "[redacted]" for item in audit["items"])
     with app.unit_of_work(write=False) as uow:
-        assert uow.scalar("SELECT COUNT(*) FROM audit_log WHERE payload LIKE ?", (f"%{secret}%",)) == 0
+        for part in (secret, secret[::-1], secret[4:20]):
+            assert uow.scalar("SELECT COUNT(*) FROM audit_log WHERE payload LIKE ? OR result LIKE ?",
+                              (f"%{part}%", f"%{part}%")) == 0
+    assert where(app, secret) == [] and where(app, secret[::-1]) == []
 
 
-@pytest.mark.xfail(strict=True, reason="integration: outbound webhook signing secrets are stored in clear"
-                   " (webhook_subscription.secret); they must be recoverable to sign, so they need encryption at"
-                   " rest with a key kept outside the database (e.g. CLOSELOOP_SECRET_KEY)")
-def test_outbound_webhook_secret_is_not_stored_in_clear(app):
+def test_a_secret_that_looks_like_json_or_repeats_elsewhere_is_scrubbed_and_the_record_stays_valid(app):
+    secret = 'abc", "x": "0123456789abcdef\\'
+    with pytest.raises(CloseloopError):  # the URL repeats the secret and is refused, naming it
+        app.do("webhook.subscribe", {"name": "erp", "url": "ftp://" + secret, "event_types": ["*"], "secret": secret})
+    app.do("webhook.subscribe", {"name": "erp", "url": "http://127.0.0.1:9/" + secret, "event_types": ["*"],
+                                 "secret": secret})
+    items = app.query("audit", {"command": "webhook.subscribe"})["items"]
+    assert len(items) == 2 and secret not in json.dumps(items) and "0123456789abcdef" not in json.dumps(items)
+    assert [i["payload"]["url"] for i in items] == ["ftp://[redacted]", "http://127.0.0.1:9/[redacted]"]
+    assert [line for line in where(app, "0123456789abcdef") if not line.startswith("webhook_subscription:")] == []
+
+
+def test_outbound_webhook_secret_is_not_stored_in_clear_and_deliveries_verify(app, us01, logs, capsys):
     secret = "outbound-secret-0123456789abcdef"
     app.do("webhook.subscribe", {"name": "erp", "url": "http://127.0.0.1:9/hook", "event_types": ["period.closed"],
                                  "secret": secret})
     with app.unit_of_work(write=False) as uow:
         raw = uow.scalar("SELECT secret FROM webhook_subscription WHERE name = 'erp'")
-    assert raw != secret and secret not in dump(app)
+    assert raw != secret and raw.startswith("fernet:") and secret not in dump(app)
+    [item] = app.query("webhooks", {})["items"]
+    assert item["secret"] == "****cdef"  # queries show a masked form
+    app.do("period.close", {"entity": "US01", "period": "2026-01"})
+    sent = deliver(app)
+    assert len(sent) == 1
+    body, headers = sent[0]
+    assert verify_signature(secret, body, headers["X-Closeloop-Signature"])  # signed with the original secret
+    assert not verify_signature(raw, body, headers["X-Closeloop-Signature"])
+    assert logged(logs, capsys, secret) == []
 
 
-@pytest.mark.xfail(strict=True, reason="api: a POST with an Idempotency-Key stores its whole response; for"
-                   " webhook.subscribe that is the signing secret, kept in clear in api_idempotency.response")
 def test_idempotent_replay_store_keeps_no_secret(app, us01):
     from fastapi.testclient import TestClient
 
@@ -160,11 +198,192 @@ def test_idempotent_replay_store_keeps_no_secret(app, us01):
         add_user(uow, "ops", ["admin"])
         key = create_key(uow, "ops")
     client = TestClient(create_server(app=app), raise_server_exceptions=False)
-    response = client.post("/api/v1/commands/webhook.subscribe",
-                           json={"name": "erp", "url": "http://127.0.0.1:9/hook", "event_types": ["period.closed"]},
-                           headers={"X-API-Key": key, "Idempotency-Key": "subscribe-1"})
+    request = {"name": "erp", "url": "http://127.0.0.1:9/hook", "event_types": ["period.closed"]}
+    headers = {"X-API-Key": key, "Idempotency-Key": "subscribe-1"}
+    response = client.post("/api/v1/commands/webhook.subscribe", json=request, headers=headers)
     assert response.status_code == 200, response.text
     secret = response.json()["secret"]
+    assert len(secret) == 64 and "replay_note" not in response.json()
     with app.unit_of_work(write=False) as uow:
         stored = " ".join(str(r) for r in uow.all("SELECT * FROM api_idempotency"))
-    assert secret not in stored
+    assert secret not in stored and "[redacted]" in stored
+    replay = client.post("/api/v1/commands/webhook.subscribe", json=request, headers=headers)
+    assert replay.status_code == 200 and replay.headers["Idempotent-Replayed"] == "true"
+    assert replay.json()["secret"] == "[redacted]" and "webhook.rotate_secret" in replay.json()["replay_note"]
+    assert {k: v for k, v in replay.json().items() if k not in ("secret", "replay_note")} == {
+        k: v for k, v in response.json().items() if k != "secret"}
+    # the same key with another request is still a conflict
+    other = client.post("/api/v1/commands/webhook.subscribe", json={**request, "name": "erp2"}, headers=headers)
+    assert other.status_code == 409
+    # a caller-chosen secret: neither the response nor the request is kept in clear
+    chosen = "chosen-secret-0123456789abcdefgh"
+    response = client.post("/api/v1/commands/webhook.subscribe", json={**request, "name": "erp3", "secret": chosen},
+                           headers={"X-API-Key": key, "Idempotency-Key": "subscribe-3"})
+    assert response.status_code == 200 and response.json()["secret"] == chosen
+    assert where(app, chosen) == [] and where(app, secret) == []
+
+
+# --------------------------------------------------------------------------- the secret key
+
+
+def deliver(app: Any) -> list[tuple[bytes, dict[str, str]]]:
+    """Send due webhook deliveries to a recorder (status 200); returns (body, headers) per request."""
+    sent: list[tuple[bytes, dict[str, str]]] = []
+
+    def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> Outcome:
+        sent.append((body, headers))
+        return Outcome(200, None, 1)
+
+    WebhookSender(uow_factory(app), worker_id="test", post=post).run()
+    return sent
+
+
+def failures(app: Any) -> list[str]:
+    sent: list[Any] = []
+    WebhookSender(uow_factory(app), worker_id="test", post=lambda *a: sent.append(a) or Outcome(200, None, 1)).run()
+    assert sent == []
+    return [d["last_error"] for d in app.query("webhook_deliveries", {"status": "pending"})["items"]]
+
+
+@pytest.mark.skipif(TEST_DATABASE is not None, reason="the key file beside the database is SQLite's")
+def test_sqlite_key_file_is_created_beside_the_database_with_mode_0600(app, monkeypatch):
+    monkeypatch.delenv(secret_box.ENV_KEY, raising=False)
+    monkeypatch.delenv(secret_box.ENV_KEY_FILE, raising=False)
+    with app.unit_of_work(write=False) as uow:
+        path = secret_box.sqlite_file(uow) + ".key"
+    assert not os.path.exists(path)
+    app.do("webhook.subscribe", {"name": "erp", "url": "http://127.0.0.1:9/hook", "event_types": ["probe.pinged"],
+                                 "secret": "outbound-secret-0123456789abcdef"})
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    keys = [line for line in Path(path).read_text().splitlines() if line and not line.startswith("#")]
+    assert len(keys) == 1 and Fernet(keys[0])  # a valid key
+    app.do("probe.emit", {"probe": "p"})
+    [(body, headers)] = deliver(app)
+    assert verify_signature("outbound-secret-0123456789abcdef", body, headers["X-Closeloop-Signature"])
+    # the key file lost: the delivery fails (retried, then a sync_failed exception), it does not crash the sender
+    os.rename(path, path + ".lost")
+    app.do("probe.emit", {"probe": "p"})
+    [error] = failures(app)
+    assert "cannot sign" in error and "does not exist" in error and not os.path.exists(path)
+
+
+def test_without_a_key_on_postgresql_subscribing_is_refused(app, monkeypatch):
+    monkeypatch.delenv(secret_box.ENV_KEY, raising=False)
+    monkeypatch.delenv(secret_box.ENV_KEY_FILE, raising=False)
+    assert secret_box.key_source({}, is_sqlite=False) is None
+    with pytest.raises(secret_box.SecretKeyError) as err:
+        secret_box.keyring(None)
+    assert secret_box.ENV_KEY in err.value.message and err.value.code == "validation_error"
+    if TEST_DATABASE is None:
+        return
+    with pytest.raises(CloseloopError) as refused:
+        app.do("webhook.subscribe", {"name": "erp", "url": "http://127.0.0.1:9/hook", "event_types": ["*"],
+                                     "secret": "outbound-secret-0123456789abcdef"})
+    assert refused.value.details["field"] == secret_box.ENV_KEY
+    assert where(app, "outbound-secret-0123456789abcdef") == []
+
+
+def test_a_malformed_key_is_named(app):
+    app.services.config["secret_key"] = "not-a-key"
+    with pytest.raises(CloseloopError) as err:
+        app.do("webhook.subscribe", {"name": "erp", "url": "http://127.0.0.1:9/hook", "event_types": ["*"]})
+    assert "not a Fernet key" in err.value.message and "not-a-key" not in err.value.message
+
+
+def test_key_rotation_and_plain_text_rows_of_older_versions(app, monkeypatch, tmp_path):
+    old, new = secret_box.generate_key(), secret_box.generate_key()
+    key_file = tmp_path / "keys"
+    key_file.write_text(old + "\n")
+    monkeypatch.delenv(secret_box.ENV_KEY, raising=False)
+    monkeypatch.setenv(secret_box.ENV_KEY_FILE, str(key_file))
+    first, legacy = "first-secret-0123456789abcdef", "legacy-secret-0123456789abcdef"
+    app.do("webhook.subscribe", {"name": "a", "url": "http://127.0.0.1:9/a", "event_types": ["probe.pinged"],
+                                 "secret": first})
+    app.do("webhook.subscribe", {"name": "b", "url": "http://127.0.0.1:9/b", "event_types": ["probe.pinged"]})
+    with app.unit_of_work() as uow:  # a row as versions before encryption wrote it
+        uow.execute("UPDATE webhook_subscription SET secret = ?, secret_hint = NULL WHERE name = 'b'", (legacy,))
+    assert deliver_all(app, {"a": first, "b": legacy}) == {"a": 1, "b": 1}
+
+    # rotate: the new key first, the old one kept to decrypt; reseal; then the old key can go
+    key_file.write_text(f"{new}\n{old}\n")
+    result = app.do("webhook.reseal", {})
+    assert (result["resealed"], result["were_plain_text"]) == (2, 1) and str(key_file) in result["key"]
+    key_file.write_text(new + "\n")
+    with app.unit_of_work(write=False) as uow:
+        stored = dict(uow.all("SELECT name, secret FROM webhook_subscription"))
+    assert all(v.startswith("fernet:") for v in stored.values()) and legacy not in dump(app)
+    assert Fernet(new).decrypt(stored["b"][len("fernet:"):].encode()).decode() == legacy
+    assert [i["secret"] for i in app.query("webhooks", {})["items"]] == ["****cdef", "****cdef"]
+    assert deliver_all(app, {"a": first, "b": legacy}) == {"a": 1, "b": 1}
+
+    # a key that is not the one the secrets were encrypted with: deliveries fail and say why
+    key_file.write_text(old + "\n")
+    app.do("probe.emit", {"probe": "p"})
+    errors = failures(app)
+    assert len(errors) == 2 and all("another key" in e for e in errors)
+    assert all(first not in e and legacy not in e for e in errors)
+
+
+def deliver_all(app: Any, secrets: dict[str, str]) -> dict[str, int]:
+    """Emit a probe event, deliver it, and count the signatures that verify per subscription's secret."""
+    app.do("probe.emit", {"probe": "p"})
+    counts = dict.fromkeys(secrets, 0)
+    for body, headers in deliver(app):
+        for name, secret in secrets.items():
+            if verify_signature(secret, body, headers["X-Closeloop-Signature"]):
+                counts[name] += 1
+    return counts
+
+
+def test_the_migration_encrypts_existing_plain_text_secrets(db_url, monkeypatch):
+    from alembic import command
+
+    from closeloop.core.db import alembic_config, create_engine
+
+    if TEST_DATABASE is not None:
+        monkeypatch.setenv(secret_box.ENV_KEY, secret_box.generate_key())
+    engine = create_engine(db_url)
+    try:
+        cfg = alembic_config(engine)
+        command.downgrade(cfg, "integration_0001")
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO webhook_subscription (name, url, secret, event_types, active, created_at, created_by)"
+                " VALUES ('old', 'http://127.0.0.1:9/h', 'plain-secret-0123456789abcdef', '[\"*\"]', true,"
+                " '2026-01-01T00:00:00Z', 'tester')")
+        command.upgrade(cfg, "heads")
+        with engine.connect() as conn:
+            stored, hint = conn.exec_driver_sql("SELECT secret, secret_hint FROM webhook_subscription").one()
+            source = secret_box.key_source(None, is_sqlite=engine.dialect.name == "sqlite",
+                                           database_file=secret_box.sqlite_file(conn)
+                                           if engine.dialect.name == "sqlite" else "")
+        assert stored.startswith("fernet:") and hint == "cdef"
+        assert secret_box.unseal_with(secret_box.keyring(source), stored) == "plain-secret-0123456789abcdef"
+    finally:
+        engine.dispose()
+
+
+# --------------------------------------------------------------------------- the audit log's redaction
+
+
+def test_redaction_declared_fields_and_the_name_safety_net():
+    from closeloop.app import audit_payload, declared_secrets, redact
+    from closeloop.core import registry
+
+    op = registry.get("webhook.subscribe", "command")
+    assert declared_secrets(op.input) == {"secret"}
+    assert declared_secrets(registry.get("webhook.rotate_secret", "command").input) == {"secret"}
+    assert declared_secrets(registry.get("journal.post", "command").input) == frozenset()
+    value, found = redact({"name": "x", "secret": None, "config": {"client_secret": "abcdefgh12345678",
+                                                                   "items": [{"API-Key": "k" * 20, "n": 1}]},
+                           "password": "", "csrf_token": "t" * 20, "tokens_used": 5})
+    assert value == {"name": "x", "secret": None, "config": {"client_secret": "[redacted]",
+                                                            "items": [{"API-Key": "[redacted]", "n": 1}]},
+                     "password": "", "csrf_token": "[redacted]", "tokens_used": 5}
+    assert sorted(found) == sorted(["abcdefgh12345678", "k" * 20, "t" * 20])
+    # a declared field is redacted whatever its name; its value is scrubbed wherever else it appears
+    text, found = audit_payload(op, {"name": "x", "secret": 'quote"and\\slash-0123', "url": 'quote"and\\slash-0123'})
+    assert found == ['quote"and\\slash-0123'] and "slash" not in text
+    # nothing secret-looking: the payload is written as it is
+    text, found = audit_payload(registry.get("journal.post", "command"), {"entity": "US01", "memo": "m"})
+    assert (json.loads(text), found) == ({"entity": "US01", "memo": "m"}, [])

@@ -7,6 +7,15 @@ response back (header ``Idempotent-Replayed: true``); the same key with a
 different request is ``409 conflict``, and so is a retry while the first is
 still running. A 5xx response is not stored, so the client may retry it. A
 claim left by a crashed process is taken over after :data:`STALE_AFTER`.
+
+No secret is kept: a stored response has every secret field (named as the
+audit log's safety net names them, :func:`closeloop.app.is_secret_name`:
+``secret``, ``password``, ``*_token``, ...) written as ``[redacted]``, plus a
+``replay_note`` saying so, and that is what a replay returns. A secret shown
+once (the signing secret in ``webhook.subscribe``'s response) is therefore
+shown only in the first response; a client that lost it gives the
+subscription a new one with ``webhook.rotate_secret``. The request itself is
+kept only as a SHA-256 digest.
 """
 
 from __future__ import annotations
@@ -18,6 +27,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from closeloop.core.errors import ConflictError, ValidationError
+
+REPLAY_NOTE = ("a replay of the stored response: secrets it held are not kept and read [redacted]; a lost webhook"
+               " signing secret is replaced with webhook.rotate_secret")
 
 KEY_RE = re.compile(r"^[\x21-\x7e]{1,200}$")
 STALE_AFTER = timedelta(minutes=10)
@@ -68,7 +80,20 @@ def claim(app: Any, principal: str, key: str, method_path: str, digest: str) -> 
         return int(status), json.loads(response)
 
 
+def stored_form(body: Any) -> Any:
+    """The response as it is kept for replays: secrets redacted (and noted)."""
+    from closeloop.app import redact, scrub
+
+    redacted, found = redact(body)
+    if not found:
+        return body
+    if isinstance(redacted, dict):
+        redacted["replay_note"] = REPLAY_NOTE
+    return scrub(redacted, found)  # a secret repeated under an innocent name too
+
+
 def store(app: Any, principal: str, key: str, status: int, body: Any) -> None:
+    body = stored_form(body)
     with app.unit_of_work() as uow:
         if status >= 500:
             uow.execute("DELETE FROM api_idempotency WHERE principal = ? AND key = ?", (principal, key))

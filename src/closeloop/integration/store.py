@@ -29,7 +29,10 @@ webhook_subscription = sa.Table(
     sa.Column("id", BigId, primary_key=True, autoincrement=True),
     sa.Column("name", sa.String(64), nullable=False, unique=True),
     sa.Column("url", sa.String(2000), nullable=False),
-    sa.Column("secret", sa.String(200), nullable=False),
+    # The signing secret, encrypted: "fernet:<token>" (integration/secret_box.py); rows written before
+    # encryption hold it in plain text until webhook.reseal (or the integration_0002 migration) encrypts them.
+    sa.Column("secret", sa.Text, nullable=False),
+    sa.Column("secret_hint", sa.String(8)),  # the secret's last 4 characters, for listings
     sa.Column("event_types", sa.Text, nullable=False),  # JSON list; "*" = every published type
     sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
     sa.Column("created_at", sa.String(32), nullable=False),

@@ -28,6 +28,12 @@ Each request carries::
 
 :func:`verify_signature` is the receiver's check (constant-time compare,
 timestamp tolerance against replays).
+
+The signing secret is shown once, in the result of ``webhook.subscribe`` (or
+``webhook.rotate_secret``), and never again: it is a declared secret payload
+field (kept out of the audit log), stored encrypted with the key of
+:mod:`closeloop.integration.secret_box`, and listings show its last four
+characters only.
 """
 
 from __future__ import annotations
@@ -48,13 +54,17 @@ from typing import Any
 from closeloop.core.errors import ConflictError, NotFoundError, ValidationError
 from closeloop.core.events import Event, add_seconds, backoff_seconds, handles, wall_iso
 from closeloop.core.exception_queue import close_exception, open_exception
-from closeloop.core.registry import command, payload, query
+from closeloop.core.registry import Limit, command, payload, query
 from closeloop.core.uow import dumps
+from closeloop.integration import secret_box
 
 log = logging.getLogger("closeloop.webhooks")
 
 OPERATORS = ("implementation", "admin")
 SIGNATURE_TOLERANCE_SECONDS = 300
+SECRET_MIN, SECRET_MAX = 16, 256
+# A payload field the App never writes to the audit log (nor an API replay store) in clear.
+SECRET = {"secret": True}
 
 # Event types subscribers may receive. Listed here (the integration area owns the public contract);
 # types of areas not built yet are listed so their events flow as soon as they are emitted.
@@ -129,12 +139,19 @@ def _check_types(types: tuple[str, ...]) -> None:
                               f" {', '.join(PUBLISHED_EVENT_TYPES)}", field="event_types")
 
 
+def _new_secret(given: str | None) -> str:
+    secret = given or secrets.token_hex(32)
+    if not SECRET_MIN <= len(secret) <= SECRET_MAX:
+        raise ValidationError(f"secret must be {SECRET_MIN}-{SECRET_MAX} characters", field="secret")
+    return secret
+
+
 @payload
 class WebhookSubscribe:
     name: str
     url: str
     event_types: tuple[str, ...]
-    secret: str | None = None
+    secret: str | None = field(default=None, metadata=SECRET)
 
 
 @command("webhook.subscribe", WebhookSubscribe, roles=OPERATORS,
@@ -146,15 +163,54 @@ def webhook_subscribe(uow: Any, cmd: WebhookSubscribe) -> dict[str, Any]:
     _check_types(tuple(cmd.event_types))
     if uow.one("SELECT 1 FROM webhook_subscription WHERE name = ?", (cmd.name,)):
         raise ConflictError(f"webhook subscription {cmd.name!r} already exists", field="name", record=cmd.name)
-    secret = cmd.secret or secrets.token_hex(32)
-    if len(secret) < 16:
-        raise ValidationError("secret must be at least 16 characters", field="secret")
+    secret = _new_secret(cmd.secret)
     sub_id = uow.scalar(
-        "INSERT INTO webhook_subscription (name, url, secret, event_types, active, created_at, created_by)"
-        " VALUES (?,?,?,?,?,?,?) RETURNING id",
-        (cmd.name, cmd.url, secret, json.dumps(list(cmd.event_types)), True, uow.now(), uow.actor))
+        "INSERT INTO webhook_subscription (name, url, secret, secret_hint, event_types, active, created_at,"
+        " created_by) VALUES (?,?,?,?,?,?,?,?) RETURNING id",
+        (cmd.name, cmd.url, secret_box.seal(uow, secret), secret_box.hint(secret), json.dumps(list(cmd.event_types)),
+         True, uow.now(), uow.actor))
     return {"subscription": cmd.name, "id": int(sub_id), "url": cmd.url, "event_types": list(cmd.event_types),
-            "secret": secret}
+            "secret": secret, "note": "the signing secret is shown only here; it is stored encrypted"}
+
+
+@payload
+class WebhookRotateSecret:
+    name: str
+    secret: str | None = field(default=None, metadata=SECRET)
+
+
+@command("webhook.rotate_secret", WebhookRotateSecret, roles=OPERATORS,
+         summary="Give a webhook subscription a new signing secret (generated unless given; shown once)")
+def webhook_rotate_secret(uow: Any, cmd: WebhookRotateSecret) -> dict[str, Any]:
+    row = uow.one(f"SELECT id FROM webhook_subscription WHERE name = ?{uow.for_update()}", (cmd.name,))
+    if row is None:
+        raise NotFoundError(f"webhook subscription {cmd.name!r} does not exist", field="name", record=cmd.name)
+    secret = _new_secret(cmd.secret)
+    uow.execute("UPDATE webhook_subscription SET secret = ?, secret_hint = ? WHERE id = ?",
+                (secret_box.seal(uow, secret), secret_box.hint(secret), row[0]))
+    return {"subscription": cmd.name, "id": int(row[0]), "secret": secret,
+            "note": "the new signing secret is shown only here; deliveries are signed with it from now on"}
+
+
+@payload
+class WebhookReseal:
+    pass
+
+
+@command("webhook.reseal", WebhookReseal, roles=OPERATORS,
+         summary="Encrypt every stored webhook signing secret with the first secret key (after a key rotation)")
+def webhook_reseal(uow: Any, cmd: WebhookReseal) -> dict[str, Any]:
+    source = secret_box.source_for(uow)
+    ring = secret_box.keyring(source, create=True)
+    rows = uow.all(f"SELECT id, secret FROM webhook_subscription ORDER BY id{uow.for_update()}")
+    plain = sum(1 for _, stored in rows if not secret_box.is_sealed(stored))
+    updates = []
+    for sub_id, stored in rows:
+        fresh = secret_box.reseal(ring, stored)
+        hint = secret_box.hint(secret_box.unseal_with(ring, fresh))
+        updates.append((fresh, hint, sub_id))
+    uow.executemany("UPDATE webhook_subscription SET secret = ?, secret_hint = ? WHERE id = ?", updates)
+    return {"resealed": len(updates), "were_plain_text": plain, "key": source.description if source else None}
 
 
 @payload
@@ -186,13 +242,14 @@ def webhooks(uow: Any, q: WebhooksQuery) -> dict[str, Any]:
                                      " GROUP BY subscription_id, status"):
         counts.setdefault(int(sub_id), {})[status] = int(n)
     items = []
-    for sub_id, name, url, types, active, created_at, created_by in uow.all(
-            "SELECT id, name, url, event_types, active, created_at, created_by FROM webhook_subscription ORDER BY id"):
+    for sub_id, name, url, types, active, created_at, created_by, hint in uow.all(
+            "SELECT id, name, url, event_types, active, created_at, created_by, secret_hint FROM webhook_subscription"
+            " ORDER BY id"):
         if not active and not q.include_inactive:
             continue
         items.append({"id": int(sub_id), "name": name, "url": url, "event_types": json.loads(types),
                       "active": bool(active), "created_at": created_at, "created_by": created_by,
-                      "deliveries": counts.get(int(sub_id), {})})
+                      "secret": secret_box.masked(hint), "deliveries": counts.get(int(sub_id), {})})
     return {"count": len(items), "items": items}
 
 
@@ -201,7 +258,7 @@ class WebhookDeliveriesQuery:
     subscription: str | None = None
     status: str | None = None
     event: int | None = None
-    limit: int = 100
+    limit: Limit = 100
 
 
 @query("webhook_deliveries", WebhookDeliveriesQuery, summary="The webhook delivery log with each attempt")
@@ -408,7 +465,12 @@ class WebhookSender:
             if rows:
                 uow.executemany("UPDATE webhook_delivery SET claimed_by = ?, lease_until = ? WHERE id = ?",
                                 [(self.worker_id, wall_iso(self.lease_seconds), int(r[0])) for r in rows])
-        for delivery_id, event_id, event_type, body, attempts, url, secret in rows:
+            secrets_of = self._unseal(uow, {r[6] for r in rows})
+        for delivery_id, event_id, event_type, body, attempts, url, stored in rows:
+            secret = secrets_of[stored]
+            if isinstance(secret, Outcome):  # the secret cannot be decrypted: a failed attempt, retried later
+                self._record(int(delivery_id), int(attempts), secret, report)
+                continue
             data = body.encode()
             timestamp = int(time.time())
             headers = {"Content-Type": "application/json", "User-Agent": "closeloop-webhooks/1",
@@ -418,6 +480,17 @@ class WebhookSender:
             outcome = self.post(url, data, headers, self.timeout_seconds)
             self._record(int(delivery_id), int(attempts), outcome, report)
         return len(rows)
+
+    @staticmethod
+    def _unseal(uow: Any, stored: set[str]) -> dict[str, str | Outcome]:
+        """The signing secret of each stored value, or the failed Outcome that says why there is none."""
+        out: dict[str, str | Outcome] = {}
+        for value in stored:
+            try:
+                out[value] = secret_box.unseal(uow, value)
+            except secret_box.SecretKeyError as err:
+                out[value] = Outcome(None, f"cannot sign: {err.message}", 0)
+        return out
 
     def _record(self, delivery_id: int, attempts: int, outcome: Outcome, report: SendReport) -> None:
         with self._uow() as uow:
