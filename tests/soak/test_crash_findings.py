@@ -6,13 +6,11 @@ from __future__ import annotations
 
 from datetime import date
 
-import pytest
 
-
-@pytest.mark.xfail(strict=True, reason="revenue: revrec.run repeated with nothing due (as after a crash that hit"
-                   " after its commit) records an empty run and takes a run number, so every later run, its"
-                   " revenue.recognized events and journal memos are numbered one higher than in an uninterrupted run")
 def test_a_repeated_revenue_run_with_nothing_due_takes_no_run_number(app, us01, clock):
+    """Fixed (revenue): revrec.run repeated with nothing due (as after a crash that hit after its commit) records
+    no run and takes no run number, so later runs, their revenue.recognized events and journal memos are
+    numbered as in an uninterrupted run."""
     app.do("customer.upsert", {"source": "crm", "external_id": "C1", "name": "Globex", "country": "US",
                                "region": "OR"})
     app.do("product.create", {"sku": "seat", "name": "Seat", "treatment": "ratable"})
@@ -26,17 +24,17 @@ def test_a_repeated_revenue_run_with_nothing_due_takes_no_run_number(app, us01, 
     first = app.do("revrec.run", {"through": "2026-01-31"})
     assert first["lines"] > 0 and first["run"] == "RR-000001"
     again = app.do("revrec.run", {"through": "2026-01-31"})  # the operator re-runs the command after a crash
-    assert again["lines"] == 0
+    assert again["lines"] == 0 and again["run"] is None and again["events"] == []
+    assert again["note"] == "nothing due through 2026-01-31: no run recorded"
     app.do("billing.run", {"as_of": "2026-02-01"})
     clock.set(date(2026, 2, 28))
     february = app.do("revrec.run", {"through": "2026-02-28"})
     assert february["run"] == "RR-000002"
 
 
-@pytest.mark.xfail(strict=True, reason="customers: re-importing a CRM export (as an operator does after a crash"
-                   " that hit after the import) reverts a newer webhook update of the same account: the importer"
-                   " ignores the export's LastModifiedDate and the stale row silently wins (a lost update)")
 def test_reimporting_an_older_export_does_not_revert_a_newer_webhook_update(app, tmp_path):
+    """Fixed (customers): re-importing a CRM export, as an operator does after a crash that hit after the
+    import, keeps a newer webhook update of the same account; the row is reported stale."""
     export = tmp_path / "accounts.csv"
     export.write_text('"ID","NAME","BILLINGCOUNTRY","LASTMODIFIEDDATE"\r\n'
                       '"001A","Globex Inc","US","2026-01-01T10:00:00.000Z"\r\n')
@@ -44,5 +42,8 @@ def test_reimporting_an_older_export_does_not_revert_a_newer_webhook_update(app,
     app.do("crm.event", {"event": {"id": "evt-1", "type": "account.upserted", "source": "crm",
                                    "occurred_at": "2026-01-05T10:00:00Z",
                                    "data": {"external_id": "001A", "name": "Globex Holdings Inc"}}}, source="crm")
-    app.do("customer.import", {"file": str(export), "format": "salesforce", "source": "crm"})
+    again = app.do("customer.import", {"file": str(export), "format": "salesforce", "source": "crm"})
     assert app.query("customer", {"external_id": "001A"})["name"] == "Globex Holdings Inc"
+    assert (again["updated"], again["stale"]) == (0, 1)
+    assert [(s["field"], s["kept"], s["ignored"]) for s in again["stale_fields"]] == [
+        ("name", "Globex Holdings Inc", "Globex Inc")]

@@ -177,6 +177,10 @@ def decode(raw: bytes) -> str:
 def read_table(spec: FileSpec, raw: bytes, path: str | None) -> tuple[Table | None, list[Problem]]:
     """Parse one CSV file; the header is line 1 and every row keeps its line number."""
     text = decode(raw)
+    if "\x00" in text:  # a binary file or UTF-16 without its BOM; PostgreSQL text cannot hold a NUL either
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        return None, [Problem(spec.kind, spec.name, line, "(file)", "invalid_value",
+                              f"{spec.name} line {line} contains a NUL character: not a text CSV")]
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = tuple(h.strip().lower() for h in next(reader))

@@ -220,6 +220,10 @@ def reconcile(legacy: Sequence[Line], closeloop: Sequence[Line]) -> dict[str, An
 
 def _read_register(text: str, name: str, entity: str, period: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]],
                                                                             Counter[str]]:
+    if "\x00" in text:  # a binary file or UTF-16 without its BOM; PostgreSQL text cannot hold a NUL either
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise ValidationError(f"{name} line {line} contains a NUL character: not a text CSV", field="file",
+                              record=name, line=line)
     reader = csv.reader(io.StringIO(text.lstrip("\ufeff"), newline=""))
     try:
         header = [h.strip().lower() for h in next(reader)]
