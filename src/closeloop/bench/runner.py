@@ -125,6 +125,9 @@ def run_bench(names: list[str], *, quick: bool, output: str, console: Any) -> in
         return 2
     rows: list[dict[str, Any]] = []
     for name in selected:
+        if any(r.get("name") == name for r in rows):  # billing.bill_run also measures billing.rerun
+            console.print(f"{name}: measured with an earlier workload of this run")
+            continue
         console.print(f"running {name}{' (quick)' if quick else ''} ...")
         with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as tmp:
             target = tmp.name
