@@ -18,10 +18,10 @@ CUSTOMERS = tuple(f"SF-{i}" for i in range(1, 8))
 
 @pytest.fixture
 def small_partitions():
-    old = billing.PARTITION_SIZE
-    billing.PARTITION_SIZE = 2
+    old = billing.PARTITION_SIZE, billing.WORKER_PARTITION_SIZE
+    billing.PARTITION_SIZE = billing.WORKER_PARTITION_SIZE = 2
     yield
-    billing.PARTITION_SIZE = old
+    billing.PARTITION_SIZE, billing.WORKER_PARTITION_SIZE = old
 
 
 def invoices(app):
