@@ -129,8 +129,13 @@ class _Names:
         self.used: set[str] = set()
 
     def company(self, country: str) -> tuple[str, str]:
+        tries = 0
         while True:
-            word = "".join(self.rng.choice(_SYLLABLES) for _ in range(self.rng.choice((2, 3, 3))))
+            # Two or three syllables make about 65,000 words: past that (a 100,000-customer set) the tenth
+            # miss in a row draws a longer word, so the generator never spins on an exhausted space.
+            tries += 1
+            size = self.rng.choice((2, 3, 3)) if tries <= 10 else 4 + tries // 50
+            word = "".join(self.rng.choice(_SYLLABLES) for _ in range(size))
             if word in self.used or len(word) < 4:
                 continue
             self.used.add(word)
@@ -147,7 +152,6 @@ def generate(directory: str | Path, *, customers: int = 200, seed: int = 7, clea
     names = _Names(rng)
     k = 0 if clean else max(1, customers // 100)  # planted rows per kind of problem
     cust_rows: list[dict[str, str]] = []
-    by_entity: dict[str, list[dict[str, str]]] = defaultdict(list)
     for n in range(customers):
         country = rng.choices(("US", "DE", "GB"), weights=(5, 3, 2))[0]
         name, word = names.company(country)
@@ -161,13 +165,17 @@ def generate(directory: str | Path, *, customers: int = 200, seed: int = 7, clea
                "tax_id": _tax_id(country, rng), "currency": CURRENCY[entity], "entity": entity,
                "payment_terms_days": rng.choice(("30", "30", "45", "60"))}
         cust_rows.append(row)
-        by_entity[entity].append(row)
     # Hierarchy: a tenth are subsidiaries of an earlier account of the same entity.
+    roots: dict[str, list[dict[str, str]]] = defaultdict(list)  # the earlier accounts without a parent, in order
+    for row in cust_rows[:10]:
+        roots[row["entity"]].append(row)
     for row in cust_rows[10:]:
         if rng.random() < 0.1:
-            siblings = [r for r in by_entity[row["entity"]] if r["legacy_id"] < row["legacy_id"] and not r["parent_id"]]
+            siblings = roots[row["entity"]]
             if siblings:
                 row["parent_id"] = rng.choice(siblings[-50:])["legacy_id"]
+        if not row["parent_id"]:
+            roots[row["entity"]].append(row)
     planted: dict[str, Any] = {"duplicates": 0, "problems": defaultdict(int), "rows": defaultdict(list)}
     problems = planted["problems"]
     quiet: set[str] = set()  # accounts with planted problems get no dependents (no cascades)
@@ -218,8 +226,9 @@ def generate(directory: str | Path, *, customers: int = 200, seed: int = 7, clea
             kid["parent_id"] = copy["legacy_id"]
             planted["rows"]["child_of_copy"].append([kid["legacy_id"], copy["legacy_id"]])
     # A legacy id reused for another company.
+    unplanted = [r for r in cust_rows if r["legacy_id"] not in quiet]
     for _ in range(k):
-        victim = rng.choice([r for r in cust_rows if r["legacy_id"] not in quiet])
+        victim = rng.choice(unplanted)
         country = victim["country"]
         name, word = names.company(country)
         extra.append({**victim, "name": name, "email": f"billing@{word}.com", "website": f"https://www.{word}.com",
