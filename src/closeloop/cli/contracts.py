@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from closeloop.cli.main import JsonFlag, emit_json, guarded, open_app, out
+from closeloop.cli.main import JsonFlag, emit_json, guarded, import_group, open_app, out
 from closeloop.core.errors import EXIT_CHECK_FAILED
 
 catalog_app = typer.Typer(no_args_is_help=True, help="Products and prices.")
@@ -238,14 +238,6 @@ def import_opportunities(
         raise typer.Exit(EXIT_CHECK_FAILED)
 
 
-def _import_group(app: typer.Typer) -> typer.Typer:
-    """The shared ``closeloop import`` group (other areas add their importers to the same group)."""
-    for group in app.registered_groups:
-        if group.name == "import" and group.typer_instance is not None:
-            return group.typer_instance
-    group_app = typer.Typer(no_args_is_help=True, help="Import files from other systems.")
-    app.add_typer(group_app, name="import")
-    return group_app
 
 
 def register(app: typer.Typer) -> None:
@@ -253,4 +245,4 @@ def register(app: typer.Typer) -> None:
     app.add_typer(quotes_app, name="quotes")
     app.add_typer(contracts_app, name="contracts")
     app.add_typer(renewals_app, name="renewals")
-    _import_group(app).command("opportunities")(guarded()(import_opportunities))
+    import_group(app).command("opportunities")(guarded()(import_opportunities))

@@ -19,20 +19,12 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from closeloop.cli.main import JsonFlag, emit_json, err, guarded, open_app, out
+from closeloop.cli.main import JsonFlag, emit_json, err, guarded, import_group, open_app, out
 from closeloop.core.errors import EXIT_REFUSED, CloseloopError
 
 customers_app = typer.Typer(no_args_is_help=True, help="The customer master: accounts, hierarchy, duplicates, merges.")
 
 
-def _import_group(app: typer.Typer) -> typer.Typer:
-    """The shared ``closeloop import`` group (other areas add their own sub-commands to it)."""
-    for group in app.registered_groups:
-        if group.name == "import" and group.typer_instance is not None:
-            return group.typer_instance
-    group_app = typer.Typer(no_args_is_help=True, help="Import files from other systems (CRM, bank, ...).")
-    app.add_typer(group_app, name="import")
-    return group_app
 
 
 def print_report(report: dict[str, Any], *, title: str = "Import report") -> None:
@@ -80,7 +72,7 @@ def print_report(report: dict[str, Any], *, title: str = "Import report") -> Non
 
 
 def register(app: typer.Typer) -> None:
-    import_app = _import_group(app)
+    import_app = import_group(app)
 
     @import_app.command("crm")
     @guarded()

@@ -94,6 +94,16 @@ def guarded(json_flag: str = "as_json") -> Callable[[F], F]:
     return wrap
 
 
+def import_group(app: typer.Typer) -> typer.Typer:
+    """The shared ``closeloop import`` group: made by the first area that registers under it, found by the rest."""
+    for group in app.registered_groups:
+        if group.name == "import" and group.typer_instance is not None:
+            return group.typer_instance
+    group_app = typer.Typer(no_args_is_help=True, help="Import files from other systems (CRM, bank, ...).")
+    app.add_typer(group_app, name="import")
+    return group_app
+
+
 def emit_json(data: Any) -> None:
     print(json.dumps(data, indent=2, default=str))
 

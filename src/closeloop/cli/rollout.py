@@ -20,21 +20,13 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from closeloop.cli.main import JsonFlag, emit_json, err, guarded, open_app, out
+from closeloop.cli.main import JsonFlag, emit_json, err, guarded, import_group, open_app, out
 from closeloop.core.errors import EXIT_REFUSED, CloseloopError
 
 migration_app = typer.Typer(no_args_is_help=True, help="Legacy data migration: sample data set, status.")
 parallel_app = typer.Typer(no_args_is_help=True, help="Parallel runs: a legacy invoice register against closeloop.")
 
 
-def _import_group(app: typer.Typer) -> typer.Typer:
-    """The shared ``closeloop import`` group (found if another area made it, else made here)."""
-    for group in app.registered_groups:
-        if group.name == "import" and group.typer_instance is not None:
-            return group.typer_instance
-    group_app = typer.Typer(no_args_is_help=True, help="Import files from other systems (CRM, bank, ...).")
-    app.add_typer(group_app, name="import")
-    return group_app
 
 
 def print_migration(rep: dict[str, Any]) -> None:
@@ -96,7 +88,7 @@ def print_verify(v: dict[str, Any]) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    import_app = _import_group(app)
+    import_app = import_group(app)
 
     @import_app.command("migration")
     @guarded()

@@ -75,13 +75,20 @@ def parse_json(data: str | bytes, *, record: str | None = None, max_depth: int =
     return check_tree(value, record=record, max_depth=max_depth)
 
 
+def nul_line(text: str) -> int | None:
+    """The line of the first NUL character in ``text``, None without one. A NUL in a text file means a binary
+    file or UTF-16 read without its byte-order mark, and PostgreSQL cannot store it in text."""
+    at = text.find("\x00")
+    return None if at < 0 else text.count("\n", 0, at) + 1
+
+
 def csv_rows(text: str, *, record: str | None = None, delimiter: str | None = None,
              max_field: int = MAX_CSV_FIELD) -> Iterator[dict[str, str]]:
     """Rows of a CSV text as dicts (header from the first line), for untrusted files: any line end
     (CRLF, LF or a lone CR), cells bounded in size, NUL refused; errors name the file and the line."""
     what = record or "file"
-    if "\x00" in text:
-        line = text.count("\n", 0, text.index("\x00")) + 1
+    line = nul_line(text)
+    if line is not None:
         raise ValidationError(f"{what} line {line}: contains a NUL character", record=record, line=line)
     # io.StringIO with newline=None turns CR and CRLF into LF, but not inside quoted cells
     stream = io.StringIO(text, newline=None)

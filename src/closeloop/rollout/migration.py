@@ -61,6 +61,7 @@ from typing import Any
 import yaml
 
 from closeloop.core import registry
+from closeloop.core.boundary import nul_line
 from closeloop.core.entities import list_entities
 from closeloop.core.errors import CloseloopError, NotFoundError, ValidationError
 from closeloop.core.events import register_schema
@@ -177,8 +178,8 @@ def decode(raw: bytes) -> str:
 def read_table(spec: FileSpec, raw: bytes, path: str | None) -> tuple[Table | None, list[Problem]]:
     """Parse one CSV file; the header is line 1 and every row keeps its line number."""
     text = decode(raw)
-    if "\x00" in text:  # a binary file or UTF-16 without its BOM; PostgreSQL text cannot hold a NUL either
-        line = text.count("\n", 0, text.index("\x00")) + 1
+    line = nul_line(text)
+    if line is not None:
         return None, [Problem(spec.kind, spec.name, line, "(file)", "invalid_value",
                               f"{spec.name} line {line} contains a NUL character: not a text CSV")]
     reader = csv.reader(io.StringIO(text, newline=""))

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from closeloop.core import registry
+from closeloop.core.boundary import nul_line
 from closeloop.core.entities import get_entity
 from closeloop.core.errors import CloseloopError, NotFoundError, ValidationError
 from closeloop.core.exception_queue import close_exception, open_exception
@@ -220,8 +221,8 @@ def reconcile(legacy: Sequence[Line], closeloop: Sequence[Line]) -> dict[str, An
 
 def _read_register(text: str, name: str, entity: str, period: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]],
                                                                             Counter[str]]:
-    if "\x00" in text:  # a binary file or UTF-16 without its BOM; PostgreSQL text cannot hold a NUL either
-        line = text.count("\n", 0, text.index("\x00")) + 1
+    line = nul_line(text)
+    if line is not None:
         raise ValidationError(f"{name} line {line} contains a NUL character: not a text CSV", field="file",
                               record=name, line=line)
     reader = csv.reader(io.StringIO(text.lstrip("\ufeff"), newline=""))
