@@ -132,11 +132,17 @@ def run_bench(names: list[str], *, quick: bool, output: str, console: Any) -> in
         with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as tmp:
             target = tmp.name
         cmd = [sys.executable, "-m", "closeloop.bench.runner", name, "--out", target] + (["--quick"] if quick else [])
+        started = time.perf_counter()
         proc = subprocess.run(cmd, text=True)
+        # the workload's whole wall time, data generation included: what keeps a full run under 30 minutes
+        wall = round(time.perf_counter() - started, 1)
+        console.print(f"{name}: {wall} s")
         if proc.returncode != 0:
-            rows.append({"name": name, "error": f"workload exited with {proc.returncode}", "met": False})
+            rows.append({"name": name, "error": f"workload exited with {proc.returncode}", "met": False,
+                         "wall_seconds": wall})
             continue
-        rows.extend(json.loads(Path(target).read_text()))
+        for row in json.loads(Path(target).read_text()):
+            rows.append({**row, "wall_seconds": wall})
         os.unlink(target)
     path = Path(output)
     path.parent.mkdir(parents=True, exist_ok=True)
