@@ -28,6 +28,8 @@ def test_demo_billing(app, clock):
     assert out["bill_runs"] == 6 and out["held"] == 0
     assert out["invoices"] >= 25 and out["usage_events"] > 0 and out["usage_duplicates"] > 0
     assert out["milestones_completed"] >= 2
+    assert (out["invoices"], out["usage_events"], out["usage_duplicates"], out["milestones_completed"]) == (34, 60, 5, 2)
+    assert out["invoice_totals"] == {"EUR": "5483.22", "GBP": "2204.55", "USD": "29716.89"}
     assert "bill run 2026-07-01" in console.export_text()
     assert app.query("billing_preview", {"as_of": "2026-07-01"})["count"] == 0
     assert app.query("exceptions", {"kind": "unposted_event", "status": "open"})["count"] == 0

@@ -38,15 +38,18 @@ def _open_milestones(app: Any) -> list[tuple[str, str, str]]:
         return out
 
 
-def record_month_usage(app: Any, month: date, run_day: date, rng: random.Random) -> tuple[int, int]:
+def record_month_usage(app: Any, month: date, run_day: date, rng: random.Random, *,
+                       skip_past: bool = False) -> tuple[int, int]:
     """Usage of every metered subscription every third day of ``month`` (in daily batches through
     ``usage.record``; the feed resends its first batch, counted once). Days already behind the clock
-    are recorded with their own date; returns (accepted, duplicates)."""
+    are recorded with their own date, or left out with ``skip_past``; returns (accepted, duplicates)."""
     clock = app.clock
     meters = _meters(app)
     events = duplicates = 0
     for day_offset in range(0, (run_day - month).days, 3):
         day = month + timedelta(days=day_offset)
+        if skip_past and day < clock.today():
+            continue
         if day > clock.today():
             clock.set(day)
         batch = []
@@ -91,36 +94,12 @@ def run_demo_billing(app: Any, through: str, console: Any = None) -> dict[str, A
         run_day = add_months(month, 1)
         if run_day > last:
             break
-        meters = _meters(app)
-        for day_offset in range(0, (run_day - month).days, 3):
-            day = month + timedelta(days=day_offset)
-            if day < clock.today():
-                continue
-            clock.set(day)
-            batch = []
-            for cid, customer, metric, start, end in meters:
-                if not start <= day.isoformat() <= end:
-                    continue
-                batch.append({"customer": customer, "metric": metric, "quantity": rng.randint(200, 4000),
-                              "at": day.isoformat(), "key": f"demo-{cid}-{metric}-{day.isoformat()}"})
-            if batch:
-                result = app.do("usage.record", {"events": batch}, actor="usage-feed")
-                events += result["accepted"]
-                if day_offset == 0:  # the feed resends its first batch of the month: counted once
-                    duplicates += app.do("usage.record", {"events": batch}, actor="usage-feed")["duplicates"]
+        n_usage, n_dup = record_month_usage(app, month, run_day, rng, skip_past=True)
+        events += n_usage
+        duplicates += n_dup
         n += 1
         if n % 3 == 0:
-            done: set[str] = set()
-            for cid, line_id, mid in _open_milestones(app):
-                if cid in done:
-                    continue
-                day = min(run_day - timedelta(days=5), last)
-                if day >= clock.today():
-                    clock.set(day)
-                app.do("milestone.complete", {"contract_id": cid, "line_id": line_id, "milestone_id": mid,
-                                              "date": clock.today().isoformat()}, actor="pmo")
-                done.add(cid)
-                milestones += 1
+            milestones += complete_milestones(app, min(run_day - timedelta(days=5), last))
         clock.set(run_day)
         summary = app.do("billing.run", {"as_of": run_day.isoformat()}, actor="billing-ops")
         runs.append(summary)
