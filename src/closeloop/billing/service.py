@@ -1243,7 +1243,7 @@ def invoices_query(uow: Any, q: InvoicesQuery) -> dict[str, Any]:
                      " GROUP BY currency ORDER BY currency", params)
     count = sum(int(r[1]) for r in totals)
     rows = uow.all(f"SELECT {_INV_COLS} FROM billing_invoice WHERE {clause} ORDER BY id LIMIT ?",
-                   [*params, max(1, min(q.limit, 10_000))])
+                   [*params, min(q.limit, 10_000)])
     by_cur = {r[0]: (int(r[2] or 0), int(r[3] or 0)) for r in totals}
     out: dict[str, Any] = {"count": count}
     if len(by_cur) == 1:

@@ -1187,7 +1187,7 @@ def payments_query(uow: Any, q: PaymentsQuery) -> dict[str, Any]:
                           "currency": r["currency"], "amount": fmt(r["amount"], r["currency"]),
                           "unapplied": fmt(unapplied_of(r), r["currency"]), "status": r["status"],
                           "reason": r["match_reason"], "confidence": r["match_confidence"]}
-                         for r in rows[: max(1, min(q.limit, 10_000))]]}
+                         for r in rows[: min(q.limit, 10_000)]]}
 
 
 @payload
@@ -1210,7 +1210,7 @@ def bank_lines_query(uow: Any, q: BankLinesQuery) -> dict[str, Any]:
         "SELECT l.id, l.statement_id, l.booking_date, l.direction, l.reversal, l.amount, l.currency, l.remittance,"
         " l.payer_name, l.status, p.number, l.payout, l.note FROM collections_bank_line l LEFT JOIN"
         " collections_payment p ON p.id = l.payment_id" + (" WHERE " + " AND ".join(where) if where else "")
-        + " ORDER BY l.id LIMIT ?", [*params, max(1, min(q.limit, 100_000))])
+        + " ORDER BY l.id LIMIT ?", [*params, min(q.limit, 100_000)])
     return {"count": len(rows), "lines": [
         {"id": int(r[0]), "statement": int(r[1]), "date": r[2], "direction": r[3], "reversal": bool(r[4]),
          "amount": fmt(r[5], r[6]), "currency": r[6], "remittance": r[7], "payer": r[8], "status": r[9],

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from closeloop.core.errors import ValidationError
 from closeloop.core.periods import parse_date
 from closeloop.core.registry import Limit, payload, query
 
@@ -66,8 +65,6 @@ def audit(uow: Any, q: AuditQuery) -> dict[str, Any]:
     if q.after is not None:
         where.append("id > ?")
         params.append(q.after)
-    if q.limit < 1:
-        raise ValidationError("limit must be at least 1", field="limit")
     clause = (" WHERE " + " AND ".join(where)) if where else ""
     count = int(uow.scalar(f"SELECT COUNT(*) FROM audit_log{clause}", params))
     rows = uow.all(f"SELECT id, at, business_date, actor, source, command, payload, outcome, result, correlation_id"

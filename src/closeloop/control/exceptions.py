@@ -109,7 +109,7 @@ def exception_queue(uow: Any, q: ExceptionQueueQuery) -> dict[str, Any]:
     by_kind = {k: int(n) for k, n in uow.all(f"SELECT kind, COUNT(*) FROM exception_item{clause} GROUP BY kind",
                                              params)}
     rows = uow.all(f"SELECT {COLUMNS} FROM exception_item{clause} ORDER BY due_at, id LIMIT ?",
-                   [*params, max(1, min(q.limit, 10_000))])
+                   [*params, min(q.limit, 10_000)])
     items = []
     for row in rows:
         item = exception_dict(row)

@@ -156,7 +156,7 @@ def exceptions(uow: Any, q: ExceptionsQuery) -> dict[str, Any]:
         sql += " WHERE " + " AND ".join(where)
     count = uow.scalar("SELECT COUNT(*) FROM exception_item" + (" WHERE " + " AND ".join(where) if where else ""),
                        params)
-    rows = uow.all(sql + " ORDER BY id LIMIT ?", [*params, max(1, min(q.limit, 10_000))])
+    rows = uow.all(sql + " ORDER BY id LIMIT ?", [*params, min(q.limit, 10_000)])
     return {"count": int(count), "items": [exception_dict(r) for r in rows]}
 
 

@@ -1355,7 +1355,7 @@ class ImportsQuery:
 @query("customer_imports", ImportsQuery, summary="The history of CRM imports and their quality scores")
 def customer_imports(uow: Any, q: ImportsQuery) -> dict[str, Any]:
     rows = uow.all("SELECT id, at, actor, source, format, files, mode, rows_read, created, updated, unchanged,"
-                   " rejected, quality_score FROM customer_import ORDER BY id DESC LIMIT ?", (max(1, min(q.limit, 1000)),))
+                   " rejected, quality_score FROM customer_import ORDER BY id DESC LIMIT ?", (min(q.limit, 1000),))
     return {"items": [{"import_id": int(r[0]), "at": r[1], "actor": r[2], "source": r[3], "format": r[4],
                        "files": json.loads(r[5]), "mode": r[6], "rows_read": r[7], "created": r[8], "updated": r[9],
                        "unchanged": r[10], "rejected": r[11], "quality_score": r[12]} for r in rows]}

@@ -851,7 +851,7 @@ def customer_duplicates(uow: Any, q: DuplicatesQuery) -> dict[str, Any]:
         sql += " WHERE " + " AND ".join(where)
     rows = uow.all(sql, params)
     rows.sort(key=lambda r: (-float(r[3]), int(r[0])))
-    rows = rows[: max(1, min(q.limit, 10_000))]
+    rows = rows[: min(q.limit, 10_000)]
     names = _customers(uow, [x for r in rows for x in (int(r[1]), int(r[2]))])
     items = []
     for r in rows:
@@ -1190,7 +1190,7 @@ def customers_query(uow: Any, q: CustomersQuery) -> dict[str, Any]:
     clause = (" WHERE " + " AND ".join(where)) if where else ""
     total = int(uow.scalar(f"SELECT COUNT(*) FROM customer{clause}", params))
     rows = uow.all(f"SELECT {_COLUMNS} FROM customer{clause} ORDER BY external_id LIMIT ? OFFSET ?",
-                   [*params, max(1, min(q.limit, 10_000)), max(0, q.offset)])
+                   [*params, min(q.limit, 10_000), q.offset])
     items = [_from_row(r) for r in rows]
     refs = external_ids(uow, [x for c in items for x in (c.parent_id, c.merged_into) if x is not None])
     return {"count": total, "items": [
@@ -1301,7 +1301,7 @@ class HistoryQuery:
 def customer_history(uow: Any, q: HistoryQuery) -> dict[str, Any]:
     c = get_customer(uow, q.external_id, follow_merge=False, field="external_id")
     rows = uow.all("SELECT at, actor, source, kind, field, old, new FROM customer_change WHERE customer_id = ?"
-                   " ORDER BY id LIMIT ?", (c.id, max(1, min(q.limit, 10_000))))
+                   " ORDER BY id LIMIT ?", (c.id, min(q.limit, 10_000)))
     merges = uow.all("SELECT m.id, m.at, m.actor, m.status, s.external_id, d.external_id FROM customer_merge m"
                      " JOIN customer s ON s.id = m.survivor_id JOIN customer d ON d.id = m.merged_id"
                      " WHERE m.survivor_id = ? OR m.merged_id = ? ORDER BY m.id", (c.id, c.id))

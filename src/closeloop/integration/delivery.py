@@ -294,7 +294,7 @@ def events(uow: Any, q: EventsQuery) -> dict[str, Any]:
     clause = (" WHERE " + " AND ".join(where)) if where else ""
     count = int(uow.scalar(f"SELECT COUNT(*) FROM event{clause}", params))
     rows = uow.all(f"SELECT {SUMMARY_COLUMNS} FROM event{clause} ORDER BY id LIMIT ?",
-                   [*params, max(1, min(q.limit, 10_000))])
+                   [*params, min(q.limit, 10_000)])
     return {"count": count, "items": [event_summary(r) for r in rows]}
 
 

@@ -278,7 +278,7 @@ def webhook_deliveries(uow: Any, q: WebhookDeliveriesQuery) -> dict[str, Any]:
     count = int(uow.scalar("SELECT COUNT(*)" + base, params))
     rows = uow.all("SELECT d.id, s.name, d.event_id, d.event_type, d.status, d.attempts, d.next_attempt_at,"
                    " d.last_status, d.last_error, d.created_at, d.delivered_at" + base + " ORDER BY d.id LIMIT ?",
-                   [*params, max(1, min(q.limit, 10_000))])
+                   [*params, min(q.limit, 10_000)])
     ids = [int(r[0]) for r in rows]
     attempts: dict[int, list[dict[str, Any]]] = {}
     if ids:

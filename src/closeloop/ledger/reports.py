@@ -256,7 +256,7 @@ def general_ledger(uow: Any, q: GeneralLedgerQuery) -> dict[str, Any]:
         sql += " AND e.date <= ?"
         params.append(iso(end))
     sql += " ORDER BY e.date, e.seq, l.line_no LIMIT ?"
-    params.append(max(1, min(q.limit, 100_000)))
+    params.append(min(q.limit, 100_000))
     running = opening
     lines = []
     for day, entity, seq, memo, manual, amount, cur, txn, line_memo in uow.all(sql, params):
