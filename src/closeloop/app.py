@@ -31,6 +31,7 @@ from closeloop.core.db import Dialect, create_engine, current_heads, expected_he
 from closeloop.core.errors import CloseloopError, ForbiddenError
 from closeloop.core.events import DeliveryReport, Dispatcher
 from closeloop.core.guards import run_guards
+from closeloop.core.ids import KeyAllocator
 from closeloop.core.uow import UnitOfWork, dumps
 
 _expected_heads: set[str] | None = None
@@ -150,6 +151,7 @@ class Services:
     def __init__(self) -> None:
         self._caches: dict[str, dict[Any, Any]] = {}
         self.config: dict[str, Any] = {}
+        self.allocate_ids: KeyAllocator | None = None  # PostgreSQL: key blocks outside the transaction
 
     def cache(self, namespace: str) -> dict[Any, Any]:
         found = self._caches.get(namespace)
@@ -182,6 +184,8 @@ class App:
         self.source = source
         self.dispatch_mode = dispatch  # inline: deliver after each command; worker: leave to workers
         self.services = Services()
+        if not self.dialect.is_sqlite:
+            self.services.allocate_ids = KeyAllocator(self.engine)
         if authorizer is None:  # every user holds every role unless services.config["users"] says otherwise
             from closeloop.auth.authorizer import ConfigAuthorizer
 
@@ -335,6 +339,8 @@ class App:
                 conn.close()
         self._connections.clear()
         self._local = threading.local()
+        if self.services.allocate_ids is not None:
+            self.services.allocate_ids.close()
         self.engine.dispose()
 
     def __enter__(self) -> App:

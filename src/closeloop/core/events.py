@@ -55,6 +55,7 @@ import socket
 import time
 import traceback
 import uuid
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
@@ -334,6 +335,26 @@ CLAIM_POSTGRES = (
 )
 
 
+def transaction_chunks(events: list[Event], per: int, worker_id: str) -> list[list[Event]]:
+    """A claimed batch cut into transactions of at most ``per`` events, each of one entity.
+
+    A transaction's events lock their entity's hot rows (the ledger's chain head and balances, the
+    invoice number series) until it commits; one entity per transaction means two workers never
+    hold each other's entities (no deadlock) and work on different entities at the same time. Each
+    worker starts at a different entity (rotated by its id) so that workers pipeline rather than
+    queue. The claim takes at most one event per aggregate, so regrouping keeps each aggregate's
+    order; within an entity the id order is kept.
+    """
+    groups: dict[str | None, list[Event]] = {}
+    for ev in events:
+        groups.setdefault(ev.entity, []).append(ev)
+    order = sorted(groups, key=lambda e: (e is None, e or ""))
+    if len(order) > 1:
+        turn = zlib.crc32(worker_id.encode()) % len(order)
+        order = order[turn:] + order[:turn]
+    return [groups[e][i:i + per] for e in order for i in range(0, len(groups[e]), per)]
+
+
 class Dispatcher:
     """Delivers pending outbox events to their handlers (see the module docstring for the contract)."""
 
@@ -445,20 +466,20 @@ class Dispatcher:
         _fault("claimed")
         claimed_at = time.monotonic()
         events = [event_from_row(r) for r in rows]
-        per = self.events_per_transaction or 20
+        chunks = transaction_chunks(events, self.events_per_transaction or 20, self.worker_id)
         done = 0
         try:
-            for start in range(0, len(events), per):
+            for chunk in chunks:
                 if self.stop_requested:
                     break
                 if time.monotonic() - claimed_at > self.lease_seconds / 2:
                     self._renew_leases()
                     claimed_at = time.monotonic()
                 with self._uow() as uow:
-                    self._deliver_batch(uow, events[start:start + per], report, fenced=True)
+                    self._deliver_batch(uow, chunk, report, fenced=True)
                     _fault("before_commit")
                 _fault("after_commit")
-                done = start + per
+                done += len(chunk)
         finally:
             if done < len(events):
                 self.release_leases()

@@ -183,9 +183,14 @@ class UnitOfWork:
 
         With ``table`` on SQLite the ids continue the table's own key (the writer lock held by
         this transaction makes MAX(id) safe), which saves a write per transaction on hot paths.
+        On PostgreSQL the App's allocator reserves the block in a transaction of its own
+        (core.ids: concurrent workers would otherwise queue on the block's row until commit).
         """
         if table is not None and self.dialect.is_sqlite:
             return int(self.scalar(f"SELECT COALESCE(MAX(id), 0) FROM {table}")) + 1
+        allocate = getattr(self.services, "allocate_ids", None)
+        if allocate is not None:
+            return int(allocate(name, count))
         row = self.one(
             "UPDATE id_block SET next_value = next_value + ? WHERE name = ? RETURNING next_value", (count, name)
         )
