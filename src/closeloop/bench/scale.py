@@ -177,7 +177,11 @@ def measure(n: int, usage_per_customer: int, workdir: Path, worker_counts: tuple
 
     with TempCluster(fsync=True) as cluster:
         setup = build_template(cluster.url, n, n * usage_per_customer, workdir)
-        runs = [run_config(cluster.url, cluster.data, k) for k in worker_counts]
+        print(json.dumps({"setup": setup}), file=sys.stderr, flush=True)  # progress of a long (soak) run
+        runs = []
+        for k in worker_counts:
+            runs.append(run_config(cluster.url, cluster.data, k))
+            print(json.dumps({f: v for f, v in runs[-1].items() if f != "books"}), file=sys.stderr, flush=True)
     first = runs[0]["books"]
     identical = all(r["books"] == first for r in runs)
     healthy = first["events_not_done"] == 0 and first["unposted"] == 0 and all(
