@@ -41,6 +41,14 @@ def test_a_rolled_back_block_is_not_handed_out_again(app):
         assert uow.next_ids("billing_invoice", 1) == first + 2  # unique, not gapless
 
 
+def test_a_gapless_series_rolls_back_with_its_transaction(app):
+    with pytest.raises(RuntimeError), app.unit_of_work() as uow:
+        first = uow.next_ids("collections_payment_number", 2, gapless=True)
+        raise RuntimeError("refused")
+    with app.unit_of_work() as uow:
+        assert uow.next_ids("collections_payment_number", 1, gapless=True) == first
+
+
 @on_postgres
 def test_the_allocator_survives_a_lost_connection(app):
     with app.unit_of_work() as uow:

@@ -286,7 +286,7 @@ def fx_difference(uow: Any, inv: Mapping[str, Any], amount: int, day: str) -> in
 
 
 def payment_number(uow: Any, count: int = 1) -> int:
-    return uow.next_ids("collections_payment_number", count)
+    return uow.next_ids("collections_payment_number", count, gapless=True)
 
 
 def get_payment(uow: Any, number: str, *, lock: bool = False) -> dict[str, Any]:

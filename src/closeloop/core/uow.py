@@ -178,17 +178,18 @@ class UnitOfWork:
         """Row-lock suffix for SELECTs that guard a serialisation point (SQLite's writer lock already does)."""
         return "" if self.dialect.is_sqlite else " FOR UPDATE"
 
-    def next_ids(self, name: str, count: int = 1, *, table: str | None = None) -> int:
+    def next_ids(self, name: str, count: int = 1, *, table: str | None = None, gapless: bool = False) -> int:
         """Reserve ``count`` consecutive ids from the named block; returns the first.
 
         With ``table`` on SQLite the ids continue the table's own key (the writer lock held by
         this transaction makes MAX(id) safe), which saves a write per transaction on hot paths.
-        On PostgreSQL the App's allocator reserves the block in a transaction of its own
-        (core.ids: concurrent workers would otherwise queue on the block's row until commit).
+        On PostgreSQL the App's allocator reserves surrogate keys in a transaction of its own
+        (core.ids: concurrent workers would otherwise queue on the block's row until commit); a
+        ``gapless`` series (business numbers) is reserved in this transaction and rolls back with it.
         """
         if table is not None and self.dialect.is_sqlite:
             return int(self.scalar(f"SELECT COALESCE(MAX(id), 0) FROM {table}")) + 1
-        allocate = getattr(self.services, "allocate_ids", None)
+        allocate = None if gapless else getattr(self.services, "allocate_ids", None)
         if allocate is not None:
             return int(allocate(name, count))
         row = self.one(

@@ -196,6 +196,10 @@ def closed_periods(uow: Any, entity: str, first: str, last: str) -> set[str]:
     return {r[0] for r in rows}
 
 
+def _journal_request_number(uow: Any) -> int:
+    return int(uow.next_ids("journal_request", 1, gapless=True)) + 1
+
+
 def post_entries(
     uow: Any,
     drafts: Sequence[EntryDraft],
@@ -433,7 +437,7 @@ def journal_post(uow: Any, cmd: JournalPost) -> dict[str, Any]:
         if period in closed_periods(uow, cmd.entity, period, period):
             raise PeriodClosedError(f"{draft.reference or 'journal'}: period {period} of {cmd.entity} is closed",
                                     entity=cmd.entity, period=period, field="date")
-        reference = cmd.journal_id or f"MJ-{cmd.entity}-{uow.next_ids('journal_request', 1) + 1:06d}"
+        reference = cmd.journal_id or f"MJ-{cmd.entity}-{_journal_request_number(uow):06d}"
         draft = replace(draft, reference=reference)
         uow.execute(
             "INSERT INTO journal_request (reference, entity, payload, maker, status, created_at)"
