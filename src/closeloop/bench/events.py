@@ -173,6 +173,17 @@ def _server_cpu(data_dir: Path) -> dict[int, float]:
     return {pid: _cpu_seconds(pid) for pid in _server_pids(data_dir)}
 
 
+def stop_workers(procs: list[subprocess.Popen[str]], wait_seconds: float) -> None:
+    """SIGTERM (finish the transaction in flight, give back leases), then SIGKILL whoever outlives the wait."""
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(wait_seconds)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 def run_workers(url: str, data_dir: Path, n: int, workers: int) -> dict[str, Any]:
     """Start ``workers`` worker processes idle, commit n events, time until all are delivered."""
     from closeloop.app import App
@@ -212,13 +223,7 @@ def run_workers(url: str, data_dir: Path, n: int, workers: int) -> dict[str, Any
         server_cpu = sum(v - server_cpu0.get(pid, 0.0) for pid, v in server_now.items())
         check_all_done(app, n)
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_workers(procs, 30)
         app.close()
     return {"workers": workers, "seconds": round(seconds, 4), "rate": round(n / seconds, 1),
             "workers_cpu_cores": round(worker_cpu / seconds, 2), "server_cpu_cores": round(server_cpu / seconds, 2)}

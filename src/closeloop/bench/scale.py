@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -94,7 +93,7 @@ def _outbox_empty(uow: Any) -> bool:
 
 def run_config(cluster_url: str, data_dir: Path, workers: int) -> dict[str, Any]:
     from closeloop.app import App
-    from closeloop.bench.events import _cpu_seconds, _server_cpu
+    from closeloop.bench.events import _cpu_seconds, _server_cpu, stop_workers
     from closeloop.core.clock import ScenarioClock
 
     name = f"scale_w{workers}"
@@ -140,13 +139,7 @@ def run_config(cluster_url: str, data_dir: Path, workers: int) -> dict[str, Any]
         out["books"] = books(app)
         out["bill_run"]["rate"] = round(out["books"]["invoices"] / out["bill_run"]["seconds"], 1)
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(60)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_workers(procs, 60)
         app.close()
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
