@@ -265,7 +265,10 @@ def _ordinal(day: str) -> int:
 def generate(db: Path, tpl_path: Path, n: int, seed: int) -> dict[str, Any]:
     """Write the year into a fresh application database at ``db``; returns the planted KPI values."""
     from closeloop.app import App
+    from closeloop.contracts.model import Change, replay
+    from closeloop.contracts.recon_sides import due_schedule
     from closeloop.core.clock import ScenarioClock
+    from closeloop.core.uow import dumps
     from closeloop.customers.model import QualityInput, name_key, quality_score
     from closeloop.customers.service import quality_weights
 
@@ -589,20 +592,24 @@ def generate(db: Path, tpl_path: Path, n: int, seed: int) -> dict[str, Any]:
     leaks: dict[int, int] = {}
     for c in rng.sample(range(n), max(2, n // 5000)):
         leaks[c] = rng.randint(1, 6)
+    schedules: dict[tuple[int, int], str] = {}  # what contracts.service stores with each contract, per plan and day
     for c in range(n):
         k, d = cust_plan[c], cust_day[c]
         start = f"{YEAR}-01-{d:02d}"
         end = (date(YEAR + 1, 1, d) - timedelta(days=1)).isoformat()
         cid = f"C-{c + 1:07d}"
         at = stamp(_ordinal(start), c)
+        change = change_fmt[k] % {"effective": start, "recorded_on": start, "ref": f"{cid}/activation",
+                                  "start": start}
+        if (k, d) not in schedules:
+            schedules[k, d] = dumps(due_schedule(replay([Change.from_dict(json.loads(change))]), d))
         contract_rows.append(tpl_contract[k].make({
             "contract_id": cid, "quote_id": f"Q-{c + 1:07d}", "customer": cust_ext[c], "customer_id": c + 1,
-            "billing_day": d, "start": start, "service_end": end, "created_at": at, "updated_at": at}))
+            "billing_day": d, "start": start, "service_end": end, "created_at": at, "updated_at": at,
+            "due_schedule": schedules[k, d], "changes_through": start}))
         change_rows.append(tpl_change[k].make({
             "contract_id": cid, "ref": f"{cid}/activation", "effective": start, "recorded_on": start,
-            "created_at": at, "event_id": None,
-            "payload": change_fmt[k] % {"effective": start, "recorded_on": start, "ref": f"{cid}/activation",
-                                        "start": start}}))
+            "created_at": at, "event_id": None, "payload": change}))
     flush()
 
     # ------------------------------------------------------------------ the year, day by day

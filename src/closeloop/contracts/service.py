@@ -55,6 +55,7 @@ from closeloop.contracts.pricing import (
     price_lines,
     price_quote,
 )
+from closeloop.contracts.recon_sides import due_schedule
 from closeloop.core import governance
 from closeloop.core.entities import get_entity
 from closeloop.core.errors import (
@@ -686,10 +687,11 @@ def _record_change(uow: Any, header: dict[str, Any], changes: list[Change], chan
         " recorded_on, created_at, event_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
         (cid, change.seq, change.kind, change.ref, change.effective.isoformat(), change.modification,
          dumps(change.to_dict()), uow.source, uow.actor, change.recorded_on.isoformat(), uow.now(), event_id))
-    uow.execute("UPDATE contracts_contract SET service_end = ?, cancelled_effective = ?, changes = ?, updated_at = ?"
-                " WHERE contract_id = ?",
+    through = max(c.effective for c in (*changes, change))
+    uow.execute("UPDATE contracts_contract SET service_end = ?, cancelled_effective = ?, changes = ?, updated_at = ?,"
+                " due_schedule = ?, changes_through = ? WHERE contract_id = ?",
                 (tl.service_end.isoformat(), None if tl.cancelled is None else tl.cancelled.isoformat(), change.seq,
-                 uow.now(), cid))
+                 uow.now(), dumps(due_schedule(tl, int(header["billing_day"]))), through.isoformat(), cid))
     return {"event": event_payload, "timeline": tl}
 
 

@@ -99,6 +99,11 @@ contracts_contract = sa.Table(
     sa.Column("cancelled_effective", sa.String(10)),
     sa.Column("opportunity", sa.String(128)),
     sa.Column("changes", sa.Integer, nullable=False),  # entries in the change log
+    # recon_sides.due_schedule of the timeline with every change applied (JSON), and the latest effective date
+    # of a change: "due by as_of" for any as_of on or after it reads the schedule instead of replaying the log
+    # (NULL for a contract last changed before contracts_0002: it is replayed)
+    sa.Column("due_schedule", sa.Text),
+    sa.Column("changes_through", sa.String(10)),
     sa.Column("source", sa.String(32), nullable=False),
     sa.Column("created_at", sa.String(32), nullable=False),
     sa.Column("updated_at", sa.String(32), nullable=False),

@@ -1345,26 +1345,28 @@ def customer_quality(uow: Any, q: QualityQuery) -> dict[str, Any]:
     from closeloop.customers.model import normalise_postal_code
 
     key_fields = settings()["quality"]["key_fields"]
-    rows = [_from_row(r) for r in uow.all(f"SELECT {_COLUMNS} FROM customer WHERE status = ?", (q.status,))]
+    # only the columns the score reads (the whole master is read: no Customer objects for it)
+    rows = uow.all("SELECT id, name, country, postal_code, address, email, website, tax_id, tax_id_check, parent_id"
+                   " FROM customer WHERE status = ?", (q.status,))
     filled = possible = checked = valid = parents = resolved = 0
-    for c in rows:
-        f, p = key_field_counts({"name": c.name, "country": c.country, "postal_code": c.postal_code,
-                                 "address": c.address, "email": c.email, "website": c.website,
-                                 "tax_id": c.tax_id}, key_fields)
+    for _, name, country, postal_code, address, email, website, tax_id, tax_id_check, parent_id in rows:
+        f, p = key_field_counts({"name": name, "country": country, "postal_code": postal_code,
+                                 "address": json.loads(address) if address else None, "email": email,
+                                 "website": website, "tax_id": tax_id}, key_fields)
         filled += f
         possible += p
         checked += 1
         valid += 1  # country: stored values are ISO codes
-        if c.tax_id:
+        if tax_id:
             checked += 1
-            valid += c.tax_id_check == "checksum"
-        if c.postal_code:
+            valid += tax_id_check == "checksum"
+        if postal_code:
             checked += 1
-            valid += normalise_postal_code(c.country, c.postal_code)[1] is None
-        if c.parent_id is not None:
+            valid += normalise_postal_code(country, postal_code)[1] is None
+        if parent_id is not None:
             parents += 1
             resolved += 1
-    ids = [c.id for c in rows]
+    ids = [int(r[0]) for r in rows]
     dup_ids: set[int] = set()
     for a, b in uow.all("SELECT a_id, b_id FROM customer_duplicate WHERE status = 'open'"):
         dup_ids.update((int(a), int(b)))
