@@ -50,37 +50,75 @@ def booked_receivable(uow: Any, invoice_number: str) -> tuple[int, int, str] | N
 
 def ar_open_items(uow: Any, entity: str, as_of: date | None = None) -> dict[str, tuple[int, int, str]]:
     """{invoice: (functional minor, transaction minor, currency)} of the non-zero AR items of an entity
-    as of a date (inclusive), from the posted journal lines."""
+    as of a date (inclusive), from the posted journal lines.
+
+    The database sums the lines per invoice and returns only invoices that may be open (a year of a large
+    company holds millions of AR lines and few open items); an invoice whose AR lines are in more than one
+    transaction currency is summed per currency here (its currency is the one it was issued in)."""
     account_id = _ar_account(uow, entity)
     if account_id is None:
         return {}
-    sql = ("SELECT e.reference, l.amount, l.txn_amount, l.currency FROM journal_entry e"
-           " JOIN journal_line l ON l.entry_id = e.id WHERE e.entity = ? AND l.account_id = ?"
-           " AND e.reference IS NOT NULL")
-    params: list[Any] = [entity, account_id]
-    if as_of is not None:
-        sql += " AND e.date <= ?"
-        params.append(as_of.isoformat())
-    functional: dict[str, int] = {}
-    txn: dict[str, dict[str, int]] = {}
-    issued_in: dict[str, str] = {}
-    for reference, amount, txn_amount, currency in uow.all(sql, params):
-        kind, _, invoice = str(reference).partition(":")
-        if kind not in INVOICE_EVENTS or not invoice:
-            continue
-        functional[invoice] = functional.get(invoice, 0) + int(amount)
-        per = txn.setdefault(invoice, {})
-        per[currency] = per.get(currency, 0) + int(txn_amount)
-        if kind == "invoice.issued":
-            issued_in[invoice] = currency
+    where, params = _ar_lines_where(uow, entity, account_id, as_of)
+    invoice = _invoice_of_reference(uow)
+    issued = "CASE WHEN e.reference LIKE 'invoice.issued:%' THEN l.currency END"
     out: dict[str, tuple[int, int, str]] = {}
-    for invoice, f in functional.items():
-        per = txn[invoice]
-        currency = issued_in.get(invoice) or max(per, key=lambda c: abs(per[c]))
-        t = per.get(currency, 0)
-        if f != 0 or t != 0:
-            out[invoice] = (f, t, currency)
+    mixed: list[str] = []
+    for number, f, t, low, high in uow.all(
+            f"SELECT {invoice} AS invoice, SUM(l.amount), SUM(l.txn_amount), MIN(l.currency), MAX(l.currency)"
+            f" FROM journal_entry e JOIN journal_line l ON l.entry_id = e.id WHERE {where} GROUP BY {invoice}"
+            " HAVING SUM(l.amount) <> 0 OR SUM(l.txn_amount) <> 0 OR MIN(l.currency) <> MAX(l.currency)", params):
+        if not number:
+            continue
+        if low != high:
+            mixed.append(number)
+        else:
+            out[number] = (int(f), int(t), low)
+    for start in range(0, len(mixed), 500):
+        chunk = mixed[start:start + 500]
+        functional: dict[str, int] = {}
+        txn: dict[str, dict[str, int]] = {}
+        issued_in: dict[str, str] = {}
+        for number, currency, f, t, issued_currency in uow.all(
+                f"SELECT {invoice} AS invoice, l.currency, SUM(l.amount), SUM(l.txn_amount), MAX({issued})"
+                f" FROM journal_entry e JOIN journal_line l ON l.entry_id = e.id WHERE {where}"
+                f" AND e.reference IN ({', '.join('?' * (len(chunk) * len(INVOICE_EVENTS)))})"
+                f" GROUP BY {invoice}, l.currency",
+                [*params, *(f"{kind}:{n}" for n in chunk for kind in INVOICE_EVENTS)]):
+            functional[number] = functional.get(number, 0) + int(f)
+            txn.setdefault(number, {})[currency] = int(t)
+            if issued_currency:
+                issued_in[number] = issued_currency
+        for number, f in functional.items():
+            per = txn[number]
+            currency = issued_in.get(number) or max(per, key=lambda c: abs(per[c]))
+            t = per.get(currency, 0)
+            if f != 0 or t != 0:
+                out[number] = (f, t, currency)
     return out
+
+
+def _ar_lines_where(uow: Any, entity: str, account_id: int, as_of: date | None) -> tuple[str, list[Any]]:
+    """The entity's accounts_receivable lines of entries posted for an event about an invoice (reference
+    ``<event type>:<invoice number>``, the event type one of INVOICE_EVENTS, compared exactly)."""
+    if uow.dialect.is_sqlite:
+        colon = "instr(e.reference, ':')"
+        kind = f"substr(e.reference, 1, {colon} - 1)"
+    else:
+        colon = "strpos(e.reference, ':')"
+        kind = "split_part(e.reference, ':', 1)"
+    where = (f"e.entity = ? AND l.account_id = ? AND {colon} > 0"
+             f" AND {kind} IN ({', '.join('?' * len(INVOICE_EVENTS))})")
+    params: list[Any] = [entity, account_id, *INVOICE_EVENTS]
+    if as_of is not None:
+        where += " AND e.date <= ?"
+        params.append(as_of.isoformat())
+    return where, params
+
+
+def _invoice_of_reference(uow: Any) -> str:
+    """SQL for the invoice number in a reference ``<event type>:<invoice number>`` (after the first colon)."""
+    colon = "instr(e.reference, ':')" if uow.dialect.is_sqlite else "strpos(e.reference, ':')"
+    return f"substr(e.reference, {colon} + 1)"
 
 
 def ar_balance(uow: Any, entity: str, as_of: date | None = None) -> int:
