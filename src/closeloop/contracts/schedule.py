@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 from fractions import Fraction
+from functools import lru_cache
 
 from closeloop.core.periods import add_months
 
@@ -63,7 +64,7 @@ class Grid:
         return cls(anchor_date(contract_start, billing_day), billing_day, months)
 
     def boundary(self, k: int) -> date:
-        return add_months(self.anchor, k * self.months, day=self.billing_day)
+        return _boundary(self.anchor, self.billing_day, self.months, k)
 
     def index_of(self, day: date) -> int:
         """k such that boundary(k) <= day < boundary(k + 1)."""
@@ -83,16 +84,29 @@ class Grid:
     def pieces(self, first: date, last: date) -> Iterator[tuple[date, date, date, date]]:
         """The periods overlapping the inclusive span [first, last]:
         (period start, period end exclusive, overlap start, overlap end exclusive)."""
-        if last < first:
-            return
-        end = last + ONE_DAY
-        k = self.index_of(first)
-        while True:
-            p_start, p_end = self.boundary(k), self.boundary(k + 1)
-            if p_start >= end:
-                return
-            yield p_start, p_end, max(first, p_start), min(end, p_end)
-            k += 1
+        return iter(_pieces(self, first, last))
+
+
+# Contracts signed alike share a grid and a span: a list of a hundred thousand contracts (values, due
+# schedules) cuts the same few thousand spans over and over, and the calendar arithmetic is the cost.
+@lru_cache(maxsize=65536)
+def _boundary(anchor: date, billing_day: int, months: int, k: int) -> date:
+    return add_months(anchor, k * months, day=billing_day)
+
+
+@lru_cache(maxsize=8192)
+def _pieces(grid: Grid, first: date, last: date) -> tuple[tuple[date, date, date, date], ...]:
+    if last < first:
+        return ()
+    end = last + ONE_DAY
+    k = grid.index_of(first)
+    out = []
+    while True:
+        p_start, p_end = grid.boundary(k), grid.boundary(k + 1)
+        if p_start >= end:
+            return tuple(out)
+        out.append((p_start, p_end, max(first, p_start), min(end, p_end)))
+        k += 1
 
 
 def prorated(amount: int, grid: Grid, first: date, last: date) -> int:
