@@ -187,6 +187,9 @@ def test_dead_letter_opens_sync_failed_and_retry_closes_it(app, clock, registry)
         later(clock)
     assert status(app, event_id) == ("dead", 5)
     assert status(app, held) == ("pending", 0)  # held back behind the dead event of its aggregate
+    backlog = app.query("event_backlog", {})
+    assert (backlog["dead"], backlog["pending"], backlog["undelivered"], backlog["by_type"]) == (
+        1, 1, 2, {"thing.happened": 2})
     items = app.query("exceptions", {"kind": "sync_failed", "status": "open"})["items"]
     assert len(items) == 1 and items[0]["record"] == {"event": str(event_id)}
     assert "ERP refused the connection" in items[0]["message"]
