@@ -37,6 +37,7 @@ from closeloop.contracts.model import (
     LineUpdate,
     ProductRef,
     Timeline,
+    Values,
     _json,
     change_summary,
     extensions_of,
@@ -1084,7 +1085,7 @@ def contract_view(uow: Any, contract_id: str, as_of: date | None) -> dict[str, A
     vals = values(tl, day, bday)
     applied = {c.seq for c in tl.applied}
     return {
-        **_summary(contract_id, header, tl, day),
+        **_summary(contract_id, header, tl, day, vals),
         "as_of": day.isoformat(), "term_months": term.months, "contract_start": tl.start.isoformat(),
         "service_end": tl.service_end.isoformat(), "customer_id": header["customer_id"], "billing_day": bday,
         "quote_id": header["quote_id"], "arr": _money(vals.mrr * 12, cur), "one_time": _money(vals.one_time, cur),
@@ -1099,11 +1100,12 @@ def contract_view(uow: Any, contract_id: str, as_of: date | None) -> dict[str, A
     }
 
 
-def _summary(contract_id: str, header: Mapping[str, Any], tl: Timeline, day: date) -> dict[str, Any]:
+def _summary(contract_id: str, header: Mapping[str, Any], tl: Timeline, day: date, vals: Values | None = None
+             ) -> dict[str, Any]:
     """What a list of contracts shows of one: status, current term and values on ``day``."""
     cur = header["currency"]
     term = tl.term_on(tl.view_day(day))
-    vals = values(tl, day, int(header["billing_day"]))
+    vals = vals or values(tl, day, int(header["billing_day"]))
     return {"contract_id": contract_id, "customer": header["customer"], "entity": header["entity"], "currency": cur,
             "status": status_on(tl, day), "start": term.start.isoformat(),
             "end": min(term.end, tl.service_end).isoformat(), "term": term.number,
