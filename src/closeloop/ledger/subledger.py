@@ -59,8 +59,8 @@ def ar_open_items(uow: Any, entity: str, as_of: date | None = None) -> dict[str,
     if account_id is None:
         return {}
     where, params = _ar_lines_where(uow, entity, account_id, as_of)
-    invoice = _invoice_of_reference(uow)
-    issued = "CASE WHEN e.reference LIKE 'invoice.issued:%' THEN l.currency END"
+    _, kind, invoice = _reference_parts(uow)
+    issued = f"CASE WHEN {kind} = 'invoice.issued' THEN l.currency END"
     out: dict[str, tuple[int, int, str]] = {}
     mixed: list[str] = []
     for number, f, t, low, high in uow.all(
@@ -97,15 +97,20 @@ def ar_open_items(uow: Any, entity: str, as_of: date | None = None) -> dict[str,
     return out
 
 
+def _reference_parts(uow: Any) -> tuple[str, str, str]:
+    """SQL for a reference ``<event type>:<invoice number>``: (position of the first colon, the event type
+    before it, the invoice number after it)."""
+    if uow.dialect.is_sqlite:
+        colon = "instr(e.reference, ':')"
+        return colon, f"substr(e.reference, 1, {colon} - 1)", f"substr(e.reference, {colon} + 1)"
+    colon = "strpos(e.reference, ':')"
+    return colon, "split_part(e.reference, ':', 1)", f"substr(e.reference, {colon} + 1)"
+
+
 def _ar_lines_where(uow: Any, entity: str, account_id: int, as_of: date | None) -> tuple[str, list[Any]]:
     """The entity's accounts_receivable lines of entries posted for an event about an invoice (reference
     ``<event type>:<invoice number>``, the event type one of INVOICE_EVENTS, compared exactly)."""
-    if uow.dialect.is_sqlite:
-        colon = "instr(e.reference, ':')"
-        kind = f"substr(e.reference, 1, {colon} - 1)"
-    else:
-        colon = "strpos(e.reference, ':')"
-        kind = "split_part(e.reference, ':', 1)"
+    colon, kind, _ = _reference_parts(uow)
     where = (f"e.entity = ? AND l.account_id = ? AND {colon} > 0"
              f" AND {kind} IN ({', '.join('?' * len(INVOICE_EVENTS))})")
     params: list[Any] = [entity, account_id, *INVOICE_EVENTS]
@@ -113,12 +118,6 @@ def _ar_lines_where(uow: Any, entity: str, account_id: int, as_of: date | None) 
         where += " AND e.date <= ?"
         params.append(as_of.isoformat())
     return where, params
-
-
-def _invoice_of_reference(uow: Any) -> str:
-    """SQL for the invoice number in a reference ``<event type>:<invoice number>`` (after the first colon)."""
-    colon = "instr(e.reference, ':')" if uow.dialect.is_sqlite else "strpos(e.reference, ':')"
-    return f"substr(e.reference, {colon} + 1)"
 
 
 def ar_balance(uow: Any, entity: str, as_of: date | None = None) -> int:
